@@ -1,0 +1,36 @@
+"""The reference backend: the PyTorch module itself, run eagerly on the host CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgediff import checkpoint
+from edgediff.inputs import check_runner_inputs
+
+
+class EagerRunner:
+    """Runner over an nn.Module with a (x, t[, label]) forward: numpy in, numpy out, fp32."""
+
+    def __init__(self, net: torch.nn.Module, *, channels: int, resolution: int, num_classes: int,
+                 threads: int | None = None):
+        self.net = net.eval()
+        self.channels, self.resolution, self.num_classes = channels, resolution, num_classes
+        self.threads = threads
+
+    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None) -> np.ndarray:
+        x, t, label = check_runner_inputs(x, t, label, channels=self.channels, resolution=self.resolution,
+                                          num_classes=self.num_classes)
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        lab = torch.from_numpy(label.astype(np.int64)) if label is not None else None
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(x), torch.from_numpy(t), lab).numpy()
+
+
+def load(model="default", *, threads: int | None = None) -> EagerRunner:
+    """Runner for a model directory ('default', a shipped name, a path) or an already loaded ModelDir."""
+    md = model if isinstance(model, checkpoint.ModelDir) else checkpoint.load(model)
+    c = md.unet
+    return EagerRunner(md.net, channels=c.in_channels, resolution=c.resolution, num_classes=c.num_classes,
+                       threads=threads)

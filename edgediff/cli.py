@@ -1,0 +1,139 @@
+"""`edgediff <verb>`: one library call per verb; bad input prints one line and exits 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import EdgediffError
+
+
+def _info(a):
+    from . import checkpoint, info
+
+    names = [a.model] if a.model else checkpoint.list_shipped()
+    rows = [info.describe(n) for n in names]
+    print(json.dumps(rows, indent=2) if a.json else info.format_table(rows))
+
+
+def _train(a):
+    from . import checkpoint, train
+
+    src = Path(a.config).parent if a.config.endswith(".json") else checkpoint.resolve(a.config)
+    out = train.fit_model_config(checkpoint.read_config(src), Path(a.out), resume=not a.restart,
+                                 progress=not a.quiet, device=a.device, steps=a.steps, batch_size=a.batch_size,
+                                 lr=a.lr, precision=a.precision, threads=a.threads, seed=a.seed, data=a.data)
+    print(f"trained model written to {out}")
+
+
+def _train_metric(a):
+    from . import metrics
+
+    result = metrics.fit_metric(Path(a.out), data=a.data, epochs=a.epochs, seed=a.seed, progress=not a.quiet)
+    print(json.dumps(result, indent=2))
+
+
+def _sample(a):
+    from . import generate
+
+    images, labels = generate.from_model(a.model, backend=a.backend, progress=not a.quiet, request=generate.Request(
+        n=a.n, seed=a.seed, sampler=a.sampler, steps=a.steps, guidance=a.guidance, label=a.label,
+        batch_size=a.batch_size))
+    generate.save(Path(a.out), images, labels)
+    print(f"wrote {len(images)} images to {a.out}")
+    if a.eval:
+        _print_eval(images, labels, as_json=False)
+
+
+def _eval(a):
+    from . import generate
+
+    images, labels = generate.read(Path(a.samples), a.labels)
+    _print_eval(images, labels, as_json=a.json)
+
+
+def _print_eval(images, labels, *, as_json: bool):
+    from . import metrics
+
+    result = metrics.evaluate(images, labels)
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text())
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="edgediff", description=__doc__)
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    i = sub.add_parser("info", help="shipped models: params, GFLOPs/step, sizes; installed runtimes")
+    i.add_argument("--model", help="one model ('default', a shipped name or a directory)")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(fn=_info)
+
+    t = sub.add_parser("train", help="train a denoiser from a model config (resumes from --out by default)")
+    t.add_argument("--config", default="default", help="config.json, a model dir, or a shipped model name")
+    t.add_argument("--out", required=True, help="output model directory (checkpoints live inside)")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--precision", choices=["bf16", "fp32"])
+    t.add_argument("--threads", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--data", help="mnist5k | mnist | path/to/image_folder")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(fn=_train)
+
+    m = sub.add_parser("train-metric", help="train the digit classifier behind FID-proxy")
+    m.add_argument("--out", required=True)
+    m.add_argument("--data", default="mnist5k")
+    m.add_argument("--epochs", type=int, default=8)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(fn=_train_metric)
+
+    s = sub.add_parser("sample", help="generate images with the shared sampler on a backend")
+    s.add_argument("--model", default="default", help="'default', a shipped name, a model dir or an artifact dir")
+    s.add_argument("--backend", default="eager")
+    s.add_argument("--sampler", default="dpmpp_2m", help="euler | heun | dpmpp_2m | consistency")
+    s.add_argument("--steps", type=int, default=10)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n", type=int, default=100)
+    s.add_argument("--label", type=int, help="class to draw (default: every class in turn, one grid row each)")
+    s.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
+    s.add_argument("--batch-size", type=int, default=250)
+    s.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npy (float32 array + FILE.labels.npy)")
+    s.add_argument("--eval", action="store_true", help="print FID-proxy, KID and label accuracy of the samples")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=_sample)
+
+    e = sub.add_parser("eval", help="FID-proxy, KID, real-vs-real floor, confidence of saved samples")
+    e.add_argument("--samples", required=True, help="FILE.npy written by `edgediff sample`")
+    e.add_argument("--labels", default="auto", help="FILE.npy of intended labels, 'auto' (sidecar) or 'none'")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(fn=_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except EdgediffError as e:
+        print(f"edgediff {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgediff {args.verb}: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,29 @@
+"""The package's exception types: each message names the problem and what was expected."""
+
+
+class EdgediffError(Exception):
+    """Base class of every error edgediff raises on bad input; the CLI prints it as one line, exit 2."""
+
+
+class ModelFileError(EdgediffError):
+    """A model directory, checkpoint or artifact is missing, truncated, corrupt or of an unknown format."""
+
+
+class InputError(EdgediffError, ValueError):
+    """An argument or array has the wrong shape, dtype, range or value."""
+
+
+class MissingDependencyError(EdgediffError, ImportError):
+    """An optional backend is not installed; the message names the pip extra that brings it."""
+
+
+def require(module: str, extra: str):
+    """Import an optional heavy dependency, or raise with the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"{module} is not installed ({e}); install it with: pip install \"edgediff[{extra}]\""
+        ) from None

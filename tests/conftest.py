@@ -1,0 +1,29 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from edgediff import checkpoint
+from edgediff.denoiser import Preconditioning
+from edgediff.unet import UNet, UNetConfig
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+SMALL = UNetConfig(channels=(16, 32), attention_levels=(1,), time_embed_dim=32, num_classes=10)
+
+
+@pytest.fixture
+def small_model_dir(tmp_path):
+    """A randomly initialised (non-zero output) small model directory."""
+    torch.manual_seed(0)
+    net = UNet(SMALL)
+    torch.nn.init.normal_(net.conv_out.weight, std=0.05)
+    meta = {"name": "small-test", "precond": Preconditioning().to_dict(),
+            "sampler_defaults": {"sampler": "dpmpp_2m", "steps": 4, "guidance": 2.0}}
+    return checkpoint.save(tmp_path / "model", net, meta)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgediff import checkpoint
+from edgediff.data import ImageData, load
+from edgediff.errors import InputError
+from edgediff.train import TrainConfig, batch_indices, fit
+from edgediff.unet import UNetConfig
+
+CFG = UNetConfig(channels=(8, 16), attention_levels=(1,), time_embed_dim=16, groups=4, num_classes=10)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return load("mnist5k").subset(np.arange(0, 5000, 125))  # 40 real digits, 4 per class
+
+
+def _train(out, data, steps, **kw):
+    cfg = TrainConfig(steps=steps, batch_size=8, precision="fp32", checkpoint_every=2, log_every=1, **kw)
+    return fit(CFG, cfg, out, data=data, progress=False)
+
+
+def test_training_lowers_the_loss_and_writes_a_model_dir(tmp_path, tiny_data):
+    out = _train(tmp_path / "run", tiny_data, 30, lr=3e-3, warmup_steps=1)
+    md = checkpoint.load(out)
+    assert md.unet == CFG
+    latest = (out / "latest").read_text().strip()
+    state = json.loads((out / latest / "state.json").read_text())
+    losses = [loss for _, loss in state["losses"]]
+    assert state["step"] == 30 and np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert sorted(p.name for p in out.glob("ckpt-*")) == [latest]  # old checkpoints pruned
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
+    straight = checkpoint.load(_train(tmp_path / "a", tiny_data, 6))
+    _train(tmp_path / "b", tiny_data, 4)
+    resumed = checkpoint.load(_train(tmp_path / "b", tiny_data, 6))
+    for (k, a), (_, b) in zip(straight.net.state_dict().items(), resumed.net.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=k, atol=1e-6, rtol=1e-5)
+
+
+def test_batches_cover_each_epoch_once():
+    seen = np.concatenate([batch_indices(s, 40, 8, seed=1) for s in range(5)])
+    assert sorted(seen.tolist()) == list(range(40))
+    assert not np.array_equal(batch_indices(5, 40, 8, seed=1), batch_indices(0, 40, 8, seed=1))
+    both = np.concatenate([batch_indices(2, 40, 8, seed=1, rank=r, world=2) for r in range(2)])
+    assert sorted(both.tolist()) == sorted(batch_indices(2, 40, 8, seed=1).tolist())
+
+
+def test_bad_training_input(tmp_path, tiny_data):
+    with pytest.raises(InputError, match="precision"):
+        TrainConfig(precision="fp8")
+    wrong = ImageData(tiny_data.images[:, :, :16, :16], tiny_data.labels, tiny_data.classes)
+    with pytest.raises(InputError, match="expects"):
+        _train(tmp_path / "c", wrong, 2)
