@@ -10,6 +10,7 @@ import importlib
 from edgediff.errors import InputError
 
 BACKENDS = ("eager", "executorch", "openvino", "coreml")
+CONVERTIBLE = BACKENDS[1:]
 
 
 def get(name: str):
@@ -17,3 +18,34 @@ def get(name: str):
     if name not in BACKENDS:
         raise InputError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
     return importlib.import_module(f"{__name__}.{name}")
+
+
+def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: int = 1, **options):
+    """Convert a model directory ('default', a shipped name, a path) for `backend` into the artifact dir `out`."""
+    from edgediff import artifact, checkpoint
+
+    if backend not in CONVERTIBLE:
+        raise InputError(f"cannot convert to {backend!r}; expected one of {', '.join(CONVERTIBLE)}")
+    if batch < 1:
+        raise InputError(f"batch must be >= 1, got {batch}")
+    md = checkpoint.load(model)
+    mod, c = get(backend), md.unet
+    spec = artifact.make_spec(batch=batch, channels=c.in_channels, resolution=c.resolution,
+                              num_classes=c.num_classes, label_dtype=mod.LABEL_DTYPE)
+    source = {"model": md.meta.get("name", str(model)),
+              "checkpoint_sha256": artifact.file_sha256(md.path / checkpoint.WEIGHTS_FILE)}
+    return mod.convert(md.net, spec, out, precision=precision, precond=md.precond,
+                       sampler_defaults=md.sampler_defaults, source=source, **options)
+
+
+def available() -> dict[str, list[str] | str]:
+    """What each runtime can use on this machine, or why it cannot run here."""
+    from edgediff.errors import EdgediffError
+
+    out: dict[str, list[str] | str] = {}
+    for name in BACKENDS:
+        try:
+            out[name] = get(name).devices()
+        except EdgediffError as e:
+            out[name] = f"unavailable: {e}"
+    return out

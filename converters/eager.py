@@ -34,3 +34,8 @@ def load(model="default", *, threads: int | None = None) -> EagerRunner:
     c = md.unet
     return EagerRunner(md.net, channels=c.in_channels, resolution=c.resolution, num_classes=c.num_classes,
                        threads=threads)
+
+
+def devices() -> list[str]:
+    """Eager PyTorch runs on the host CPU."""
+    return ["CPU"]

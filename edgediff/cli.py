@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import EdgediffError
+from .errors import EdgediffError, InputError
 
 
 def _info(a):
@@ -38,13 +38,36 @@ def _train_metric(a):
 def _sample(a):
     from . import generate
 
-    images, labels = generate.from_model(a.model, backend=a.backend, progress=not a.quiet, request=generate.Request(
-        n=a.n, seed=a.seed, sampler=a.sampler, steps=a.steps, guidance=a.guidance, label=a.label,
-        batch_size=a.batch_size))
+    request = generate.Request(n=a.n, seed=a.seed, sampler=a.sampler, steps=a.steps, guidance=a.guidance,
+                               label=a.label, batch_size=a.batch_size)
+    options = {k: v for k, v in (("device", a.device), ("threads", a.threads)) if v is not None}
+    images, labels = generate.from_model(a.model, backend=a.backend, progress=not a.quiet, request=request,
+                                         runtime_options=options)
     generate.save(Path(a.out), images, labels)
     print(f"wrote {len(images)} images to {a.out}")
     if a.eval:
         _print_eval(images, labels, as_json=False)
+
+
+def _convert(a):
+    from .converters import convert_model
+
+    if a.delegate and a.backend != "executorch":
+        raise InputError(f"--delegate applies to the executorch backend only, not {a.backend!r}")
+    options = {"delegate": a.delegate} if a.delegate else {}
+    art = convert_model(a.model, a.backend, Path(a.out), precision=a.precision, batch=a.batch, **options)
+    parity = f"{art.parity_db:.1f} dB" if art.parity_db is not None else "not measured (needs macOS)"
+    islands = art.op_coverage.get("islands")
+    print(f"{art.backend} {art.precision} artifact in {art.path}: {art.size_bytes / 1e6:.2f} MB, parity {parity}"
+          + (f", {islands} delegate island(s)" if islands is not None else ""))
+
+
+def _devices(a):
+    from .converters import available
+
+    for backend, devices in available().items():
+        shown = ", ".join(devices) if isinstance(devices, list) and devices else devices or "none here"
+        print(f"{backend:<11} {shown}")
 
 
 def _eval(a):
@@ -100,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate images with the shared sampler on a backend")
     s.add_argument("--model", default="default", help="'default', a shipped name, a model dir or an artifact dir")
-    s.add_argument("--backend", default="eager")
+    s.add_argument("--backend", default="auto", help="auto (eager for a model dir, the artifact's own backend)")
+    s.add_argument("--device", help="runtime device, e.g. OpenVINO CPU/GPU/NPU/AUTO")
+    s.add_argument("--threads", type=int)
     s.add_argument("--sampler", default="dpmpp_2m", help="euler | heun | dpmpp_2m | consistency")
     s.add_argument("--steps", type=int, default=10)
     s.add_argument("--seed", type=int, default=0)
@@ -112,6 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eval", action="store_true", help="print FID-proxy, KID and label accuracy of the samples")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=_sample)
+
+    c = sub.add_parser("convert", help="convert a model for a runtime into a parity-gated artifact dir")
+    c.add_argument("--model", default="default")
+    c.add_argument("--backend", required=True, help="executorch | openvino | coreml")
+    c.add_argument("--precision", default="fp32", help="fp32 | fp16 | bf16 (what the backend supports)")
+    c.add_argument("--delegate", help="ExecuTorch delegate: xnnpack (default) or coreml (lowering only)")
+    c.add_argument("--batch", type=int, default=1, help="static batch size of the artifact")
+    c.add_argument("--out", required=True)
+    c.set_defaults(fn=_convert)
+
+    d = sub.add_parser("devices", help="what each runtime can use on this machine")
+    d.set_defaults(fn=_devices)
 
     e = sub.add_parser("eval", help="FID-proxy, KID, real-vs-real floor, confidence of saved samples")
     e.add_argument("--samples", required=True, help="FILE.npy written by `edgediff sample`")

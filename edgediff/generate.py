@@ -103,20 +103,61 @@ def _save_grid(file: Path, images: np.ndarray, *, scale: int = 2) -> None:
     im.resize((im.width * scale, im.height * scale), Image.NEAREST).save(file, format="PNG")
 
 
-def from_model(model, *, backend: str = "eager", request: Request, progress: bool = False):
-    """Load `model` on `backend` and generate `request`; guidance defaults to the model's recommendation."""
+def from_model(model, *, backend: str = "eager", request: Request, progress: bool = False,
+               runtime_options: dict | None = None):
+    """Generate `request` from a model dir (on `backend`) or an artifact dir (on its own backend).
+
+    Guidance defaults to the model's recommendation. Static-batch artifacts get the same chunks as eager, so one
+    seed gives the same images on every runtime.
+    """
     import dataclasses
 
-    from . import checkpoint
+    src = _source(model, backend, runtime_options or {})
+    runner, precond, num_classes, shape, defaults = src
+    if request.guidance is None:
+        request = dataclasses.replace(request, guidance=float(defaults.get("guidance", 1.0)))
+    return generate(runner, precond, shape, request, num_classes=num_classes, progress=progress)
+
+
+def _source(model, backend: str, options: dict):
+    """(runner, precond, num_classes, (C, H, W), sampler defaults) for a model dir or an artifact dir."""
+    from pathlib import Path
+
+    from . import artifact, checkpoint
     from .converters import get
 
+    if (Path(model) / artifact.ARTIFACT_FILE).is_file():
+        art = artifact.read(model)
+        if backend not in ("auto", art.backend):
+            raise InputError(f"{model} is a {art.backend} artifact; use --backend {art.backend} or auto")
+        shape = art.spec["x"][0]
+        runner = static_batch(get(art.backend).load(art, **options), shape[0])
+        return runner, Preconditioning.from_dict(art.precond), art.num_classes, tuple(shape[1:]), art.sampler_defaults
     md = checkpoint.load(model)
-    runner = get(backend).load(md)
-    if request.guidance is None:
-        request = dataclasses.replace(request, guidance=float(md.sampler_defaults.get("guidance", 1.0)))
+    if backend not in ("auto", "eager"):
+        raise InputError(f"{model} is a model directory: sample it with --backend eager, or convert it first "
+                         f"(`edgediff convert --backend {backend}`) and pass the artifact directory")
     c = md.unet
-    return generate(runner, md.precond, (c.in_channels, c.resolution, c.resolution), request,
-                    num_classes=c.num_classes, progress=progress)
+    return get("eager").load(md, **options), md.precond, c.num_classes, (c.in_channels, c.resolution,
+                                                                         c.resolution), md.sampler_defaults
+
+
+def static_batch(runner: Runner, batch: int) -> Runner:
+    """Serve any batch size from a Runner compiled for exactly `batch` (split, pad the tail, crop)."""
+
+    def run(x, t, label=None):
+        n = x.shape[0]
+        if n == batch:
+            return runner(x, t, label)
+        pad = -n % batch
+        xs = np.concatenate([x, np.repeat(x[-1:], pad, 0)]) if pad else x
+        ts = np.concatenate([t, np.repeat(t[-1:], pad, 0)]) if pad else t
+        ls = None if label is None else (np.concatenate([label, np.repeat(label[-1:], pad, 0)]) if pad else label)
+        outs = [runner(xs[i:i + batch], ts[i:i + batch], None if ls is None else ls[i:i + batch])
+                for i in range(0, n + pad, batch)]
+        return np.concatenate(outs)[:n]
+
+    return run
 
 
 def read(path: Path, labels: str | None = "auto") -> tuple[np.ndarray, np.ndarray | None]:

@@ -1,0 +1,109 @@
+"""Core ML backend: coremltools.convert of the torch.export program → ML Program (.mlpackage) with metadata.
+
+Converting and compressing work on any OS; prediction (and so the parity gate) needs macOS, and is recorded as
+"not measured (needs macOS)" elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgediff import artifact, parity
+from edgediff.errors import EdgediffError, InputError, require
+
+BACKEND = "coreml"
+MODEL_FILE = "model.mlpackage"
+LABEL_DTYPE = "int32"
+PRECISIONS = ("fp32", "fp16")
+OUTPUT = "output"
+COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
+NOT_MEASURED = "not measured (needs macOS)"
+
+
+def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", calibration=None, precond,
+            sampler_defaults: dict | None = None, source: dict | None = None,
+            minimum_deployment_target: str = "iOS17", author: str = "edgediff", license: str = "",
+            version: str = "") -> artifact.Artifact:
+    """Convert `net` to an ML Program artifact in `out_dir` (parity-gated on macOS only)."""
+    if precision not in PRECISIONS or calibration is not None:
+        raise InputError(f"coreml converts precision {PRECISIONS} without calibration here; got {precision!r}")
+    meta = {"author": author, "license": license, "version": version}
+    header = artifact.header_for(net, spec, backend=BACKEND, precision=precision, precond=precond,
+                                 sampler_defaults=sampler_defaults, source=source, tools=("coremltools",),
+                                 options={"minimum_deployment_target": minimum_deployment_target, **meta})
+    staged = (lambda f: CoreMLRunner(f, header, compute_units="CPU_ONLY")) if on_macos() else None
+    return parity.build(net, out_dir, header, lower=lambda tmp: _lower(net, header, tmp), load_staged=staged)
+
+
+def on_macos() -> bool:
+    return sys.platform == "darwin"
+
+
+def devices() -> list[str]:
+    """Compute-unit choices Core ML can predict on here: all of them on macOS, none elsewhere."""
+    return list(COMPUTE_UNITS) if on_macos() else []
+
+
+def _lower(net, header: artifact.Header, tmp: Path) -> tuple[str, dict]:
+    """torch.export → coremltools.convert (mlprogram, static shapes) → metadata → save."""
+    ct = require("coremltools", "coreml")
+    target_name = header.options["minimum_deployment_target"]
+    target = getattr(ct.target, target_name, None)
+    if target is None:
+        raise InputError(f"unknown minimum_deployment_target {target_name!r}; expected e.g. iOS17, iOS18, macOS14")
+    ep = artifact.capture(net, header.spec).run_decompositions({})
+    precision = ct.precision.FLOAT16 if header.precision == "fp16" else ct.precision.FLOAT32
+    model = ct.convert(ep, convert_to="mlprogram", minimum_deployment_target=target, compute_precision=precision,
+                       skip_model_load=True)
+    ops = sorted({op.op_type for f in model._mil_program.functions.values() for op in f.operations})
+    out_name = model.get_spec().description.output[0].name
+    ct.utils.rename_feature(model._spec, out_name, OUTPUT)
+    model = ct.models.MLModel(model._spec, weights_dir=model.weights_dir, skip_model_load=True)
+    _describe(model, header)
+    model.save(str(tmp / MODEL_FILE))
+    return MODEL_FILE, {"ops": ops, "compute_precision": header.precision, "parity": NOT_MEASURED
+                        if not on_macos() else "measured on CPU_ONLY"}
+
+
+def _describe(model, header: artifact.Header) -> None:
+    """Author, licence, version, input/output descriptions and the artifact fields as user metadata."""
+    opts = header.options
+    model.author, model.license, model.version = opts["author"], opts["license"], opts["version"]
+    model.short_description = "edgediff denoiser network F(x, t, label) (EDM preconditioning runs on the host)"
+    texts = {"x": "c_in(σ)·x, float32 [B,C,H,W]", "t": "c_noise(σ) = log(σ)/4, float32 [B]",
+             "label": "class index int32 [B]; num_classes means unconditional"}
+    for name in header.spec:
+        model.input_description[name] = texts[name]
+    model.output_description[OUTPUT] = "F [B,C,H,W] (fp16 or fp32); D = c_skip·x + c_out·F on the host"
+    fields = {"backend": header.backend, "precision": header.precision, "precond": header.precond,
+              "sampler_defaults": header.sampler_defaults, "num_classes": header.num_classes,
+              "spec": {k: [list(s), d] for k, (s, d) in header.spec.items()}, "source_key": header.key}
+    model.user_defined_metadata.update({f"edgediff.{k}": json.dumps(v, sort_keys=True) for k, v in fields.items()})
+
+
+class CoreMLRunner:
+    """Runner over an .mlpackage through MLModel.predict (macOS only)."""
+
+    def __init__(self, model_file: Path, header, *, compute_units: str = "ALL"):
+        ct = require("coremltools", "coreml")
+        if compute_units not in COMPUTE_UNITS:
+            raise InputError(f"unknown compute_units {compute_units!r}; expected one of {COMPUTE_UNITS}")
+        self.spec, self.num_classes = header.spec, header.num_classes
+        self._model = ct.models.MLModel(str(model_file), compute_units=ct.ComputeUnit[compute_units])
+
+    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None) -> np.ndarray:
+        inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label)
+        return np.asarray(self._model.predict(inputs)[OUTPUT], dtype=np.float32)
+
+
+def load(artifact_or_dir, *, compute_units: str = "ALL") -> CoreMLRunner:
+    """Verify a coreml artifact and return its Runner; off macOS this raises a clear EdgediffError."""
+    art = artifact.open_artifact(artifact_or_dir, backend=BACKEND)
+    if not on_macos():
+        raise EdgediffError(f"Core ML prediction needs macOS; converting and compressing work here "
+                            f"({art.path} is valid, sha256 verified)")
+    return CoreMLRunner(art.model_path, art, compute_units=compute_units)

@@ -1,0 +1,98 @@
+"""OpenVINO backend: openvino.convert_model → static reshape → IR (.xml/.bin), run on any Core device.
+
+fp32 keeps f32 weights; fp16 stores fp16-compressed weights (computed in f32); bf16 keeps f32 weights and asks the
+runtime for bf16 inference (the CPU plugin's own default here, which is why f32 is requested explicitly otherwise).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgediff import artifact, parity
+from edgediff.errors import InputError, require
+
+BACKEND = "openvino"
+MODEL_FILE = "model.xml"
+LABEL_DTYPE = "int32"
+PRECISIONS = ("fp32", "fp16", "bf16")
+HINTS = {"fp32": "f32", "fp16": "f32", "bf16": "bf16"}
+
+
+def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", calibration=None, precond,
+            sampler_defaults: dict | None = None, source: dict | None = None,
+            threads: int | None = None) -> artifact.Artifact:
+    """Convert `net` to an OpenVINO IR artifact in `out_dir`, parity-gated on this machine's CPU."""
+    if precision not in PRECISIONS or calibration is not None:
+        raise InputError(f"openvino converts precision {PRECISIONS} without calibration here; got {precision!r}")
+    header = artifact.header_for(net, spec, backend=BACKEND, precision=precision, precond=precond,
+                                 sampler_defaults=sampler_defaults, source=source, tools=("openvino",))
+    def staged(file):
+        return OpenVINORunner(_compile(file, device="CPU", hint=HINTS[precision], threads=threads), header)
+    return parity.build(net, out_dir, header, lower=lambda tmp: _lower(net, header, tmp), load_staged=staged)
+
+
+def _lower(net, header: artifact.Header, tmp: Path) -> tuple[str, dict]:
+    """Trace with openvino.convert_model, fix every input's shape, save the IR; return (file, coverage)."""
+    import torch
+
+    ov = require("openvino", "openvino")
+    with torch.no_grad():
+        model = ov.convert_model(net.eval(), example_input=artifact.example_inputs(header.spec))
+    model.reshape({model.inputs[i]: list(shape) for i, (shape, _) in enumerate(header.spec.values())})
+    ov.save_model(model, str(tmp / MODEL_FILE), compress_to_fp16=header.precision == "fp16")
+    ops = sorted({op.get_type_name() for op in model.get_ops()})
+    return MODEL_FILE, {"ops": ops, "inference_precision": HINTS[header.precision],
+                        "note": "OpenVINO runs the whole graph on the chosen device (no partitioning)"}
+
+
+def devices() -> list[str]:
+    """The devices this OpenVINO runtime can use here (CPU, GPU, NPU ...) plus the AUTO selector."""
+    return [*require("openvino", "openvino").Core().available_devices, "AUTO"]
+
+
+def _compile(model_file: Path, *, device: str, hint: str, threads: int | None, cache_dir=None):
+    """Compile the IR for `device` with an explicit inference precision where the device takes one."""
+    ov = require("openvino", "openvino")
+    core = ov.Core()
+    known = [*core.available_devices, "AUTO"]
+    if device not in known:
+        raise InputError(f"OpenVINO device {device!r} is not available here; expected one of {', '.join(known)}")
+    config = {"INFERENCE_PRECISION_HINT": hint}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    if device == "AUTO":  # AUTO forwards per-device settings to the device it picks
+        config = {"DEVICE_PROPERTIES": {d: _supported(core, d, config) for d in core.available_devices}}
+    else:
+        config = _supported(core, device, config)
+    if cache_dir:
+        config["CACHE_DIR"] = str(cache_dir)
+    return core.compile_model(str(model_file), device, config)
+
+
+def _supported(core, device: str, config: dict) -> dict:
+    names = set(core.get_property(device, "SUPPORTED_PROPERTIES"))
+    return {k: v for k, v in config.items() if k in names}
+
+
+class OpenVINORunner:
+    """Runner over a compiled OpenVINO model: checks inputs against the static spec, then infers."""
+
+    def __init__(self, compiled, header):
+        self.spec, self.num_classes = header.spec, header.num_classes
+        self._request = compiled.create_infer_request()
+
+    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None) -> np.ndarray:
+        inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label)
+        out = self._request.infer(list(inputs.values()))
+        return np.array(out[0], dtype=np.float32, copy=True)
+
+
+def load(artifact_or_dir, *, device: str = "CPU", threads: int | None = None, cache_dir=None,
+         inference_precision: str | None = None) -> OpenVINORunner:
+    """Verify an openvino artifact and compile it for `device` (f32 unless the artifact is bf16)."""
+    art = artifact.open_artifact(artifact_or_dir, backend=BACKEND)
+    hint = inference_precision or HINTS.get(art.precision, "f32")
+    compiled = _compile(art.model_path, device=device, hint=hint, threads=threads, cache_dir=cache_dir)
+    return OpenVINORunner(compiled, art)

@@ -1,0 +1,335 @@
+"""Self-describing, hash-checked artifact directories: a model file plus artifact.json (design §3).
+
+Every backend's `convert` builds into a temp dir beside `out_dir` (`staging`), runs its parity gate there and only
+then `commit`s: the temp dir is renamed into place, so a failed gate or a crash never leaves a half-written artifact.
+`read` validates artifact.json and every file's sha256 before any runtime touches the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from .errors import InputError, ModelFileError
+from .inputs import check_runner_inputs
+
+SCHEMA_VERSION = 1
+ARTIFACT_FILE = "artifact.json"
+InputSpec = dict[str, tuple[tuple[int, ...], str]]
+DTYPES = ("float32", "float16", "int32", "int64")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A converted model on disk: what it expects, where it came from, how faithful it is."""
+
+    path: Path
+    backend: str
+    precision: str
+    spec: InputSpec
+    precond: dict
+    sampler_defaults: dict
+    size_bytes: int
+    sha256: dict[str, str]
+    parity_db: float | None
+    op_coverage: dict
+    source: dict
+    model_file: str
+    num_classes: int = 0
+    parity_maxabs: float | None = None
+    options: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.model_file
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        del d["path"]
+        d["spec"] = {k: [list(shape), dtype] for k, (shape, dtype) in self.spec.items()}
+        return d
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fields `convert` knows before building anything; `key` decides whether an artifact can be reused."""
+
+    backend: str
+    precision: str
+    spec: InputSpec
+    precond: dict
+    sampler_defaults: dict
+    source: dict
+    num_classes: int = 0
+    options: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        d = {"backend": self.backend, "precision": self.precision, "options": self.options,
+             "spec": {k: [list(s), t] for k, (s, t) in self.spec.items()}, "precond": self.precond,
+             "source": {k: v for k, v in self.source.items() if k not in ("git_sha", "key")}}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def make_spec(*, batch: int = 1, channels: int, resolution: int, num_classes: int,
+              label_dtype: str = "int32") -> InputSpec:
+    """The static input spec of a (x, t[, label]) network."""
+    spec: InputSpec = {"x": ((batch, channels, resolution, resolution), "float32"), "t": ((batch,), "float32")}
+    if num_classes:
+        spec["label"] = ((batch,), label_dtype)
+    return spec
+
+
+def example_inputs(spec: InputSpec) -> tuple:
+    """Zero-ish torch tensors matching `spec`, in its order, for capture (torch.export)."""
+    import torch
+
+    return tuple(torch.zeros(shape, dtype=getattr(torch, dtype)) for shape, dtype in spec.values())
+
+
+def prepare_inputs(spec: InputSpec, num_classes: int, x, t, label) -> dict[str, np.ndarray]:
+    """Check runner inputs against the static spec; return them in spec order and dtypes (label None = null)."""
+    shape = spec["x"][0]
+    x, t, label = check_runner_inputs(x, t, label, channels=shape[1], resolution=shape[2],
+                                      num_classes=num_classes, batch=shape[0])
+    if x.shape != tuple(shape):
+        raise InputError(f"x has shape {x.shape}; expected {tuple(shape)}")
+    if "label" not in spec:
+        if label is not None:
+            raise InputError("this artifact is unconditional: label must be None")
+        return {"x": x, "t": t}
+    if label is None:
+        label = np.full(shape[0], num_classes)
+    return {"x": x, "t": t, "label": np.ascontiguousarray(label.astype(spec["label"][1]))}
+
+
+def weights_sha256(net) -> str:
+    """sha256 over a module's class name and state_dict (names, dtypes, shapes, bytes)."""
+    import torch
+
+    h = hashlib.sha256(type(net).__qualname__.encode())
+    for name, value in sorted(net.state_dict().items()):
+        v = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{v.dtype}:{tuple(value.shape)}".encode())
+        h.update(v.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def describe_source(net, source: dict | None, *, tools: tuple[str, ...]) -> dict:
+    """Provenance: the caller's model description, a hash of the weights, tool versions, git sha."""
+    out = dict(source or {})
+    out["weights_sha256"] = weights_sha256(net)
+    out["tools"] = {name: _version(name) for name in ("edgediff", "torch", "numpy", *tools)}
+    sha = git_sha()
+    if sha:
+        out["git_sha"] = sha
+    return out
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_sha() -> str | None:
+    """The commit of the source checkout edgediff runs from, if it is one."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def reusable(out_dir: os.PathLike, header: Header) -> Artifact | None:
+    """The artifact already in `out_dir` if it was built from the same inputs (same key), else None."""
+    out_dir = Path(out_dir)
+    if not (out_dir / ARTIFACT_FILE).is_file():
+        return None
+    try:
+        art = read(out_dir)
+    except ModelFileError:
+        return None
+    return art if art.source.get("key") == header.key else None
+
+
+@contextlib.contextmanager
+def staging(out_dir: os.PathLike):
+    """Yield an empty temp dir beside `out_dir`; it is removed unless `commit` moved it into place."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
+                                                       and not (out_dir / ARTIFACT_FILE).is_file())):
+        raise InputError(f"{out_dir} exists and is not an artifact directory; choose a new --out")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def commit(tmp: Path, out_dir: os.PathLike, header: Header, *, model_file: str, op_coverage: dict,
+           parity: tuple[float, float] | None) -> Artifact:
+    """Hash the staged files, write artifact.json, and move the staged dir onto `out_dir`."""
+    out_dir = Path(out_dir)
+    hashes = {name: file_sha256(tmp / name) for name in list_files(tmp)}
+    if not _holds(hashes, model_file):
+        raise ModelFileError(f"model file {model_file} was not written into {tmp}")
+    art = Artifact(path=out_dir, backend=header.backend, precision=header.precision, spec=header.spec,
+                   precond=header.precond, sampler_defaults=header.sampler_defaults,
+                   size_bytes=sum((tmp / n).stat().st_size for n in hashes), sha256=hashes,
+                   parity_db=parity[0] if parity else None, parity_maxabs=parity[1] if parity else None,
+                   op_coverage=op_coverage, source={**header.source, "key": header.key}, model_file=model_file,
+                   num_classes=header.num_classes, options=header.options)
+    (tmp / ARTIFACT_FILE).write_text(json.dumps(art.to_json(), indent=2, sort_keys=True) + "\n")
+    _replace_dir(tmp, out_dir)
+    return art
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Rename `tmp` onto `out_dir`; an old artifact there is moved aside first and deleted after."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+        os.replace(out_dir, old / "artifact")
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def list_files(root: Path) -> list[str]:
+    """Every regular file under `root` except artifact.json, as sorted POSIX paths relative to it."""
+    names = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    return sorted(n for n in names if n != ARTIFACT_FILE)
+
+
+def file_sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read(path: os.PathLike) -> Artifact:
+    """Read artifact.json, validate it, and verify every file's sha256 (ModelFileError naming the file)."""
+    path = Path(path)
+    meta = _read_json(path)
+    art = _from_json(path, meta)
+    unlisted = sorted(set(list_files(path)) - set(art.sha256))
+    if unlisted:
+        raise ModelFileError(f"{path} holds files artifact.json does not list: {unlisted[:3]}")
+    for name, want in art.sha256.items():
+        file = path / name
+        if not file.is_file():
+            raise ModelFileError(f"{file} is missing; artifact.json lists it")
+        if file_sha256(file) != want:
+            raise ModelFileError(f"{file} does not match its sha256 in {ARTIFACT_FILE}: the file is corrupt "
+                                 f"or was modified; re-run `edgediff convert`")
+    return art
+
+
+def open_artifact(artifact_or_dir, *, backend: str) -> Artifact:
+    """Verify an artifact (or the dir holding one) for `backend` before loading it; re-hashes the files."""
+    path = artifact_or_dir.path if isinstance(artifact_or_dir, Artifact) else Path(artifact_or_dir)
+    art = read(path)
+    if art.backend != backend:
+        raise InputError(f"{path} is a {art.backend} artifact; load it with backend {art.backend!r}, "
+                         f"not {backend!r}")
+    return art
+
+
+def _read_json(path: Path) -> dict:
+    file = path / ARTIFACT_FILE
+    if not file.is_file():
+        raise ModelFileError(f"{file} is missing: {path} is not an edgediff artifact (run `edgediff convert`)")
+    try:
+        meta = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{file} is not readable JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("schema_version") != SCHEMA_VERSION:
+        got = meta.get("schema_version") if isinstance(meta, dict) else None
+        raise ModelFileError(f"{file} has schema_version {got!r}; this edgediff reads version {SCHEMA_VERSION}")
+    return meta
+
+
+def _from_json(path: Path, meta: dict) -> Artifact:
+    """Build an Artifact from parsed JSON, rejecting unknown/missing fields, bad specs and unsafe file names."""
+    file = path / ARTIFACT_FILE
+    names = {f for f in Artifact.__dataclass_fields__ if f != "path"}
+    missing, unknown = sorted(names - set(meta)), sorted(set(meta) - names)
+    if missing or unknown:
+        raise ModelFileError(f"{file} has missing fields {missing} / unknown fields {unknown}")
+    try:
+        spec = {str(k): (tuple(int(d) for d in shape), str(dtype)) for k, (shape, dtype) in meta["spec"].items()}
+        hashes = {str(k): str(v) for k, v in meta["sha256"].items()}
+    except (AttributeError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{file} has a malformed spec or sha256 table ({e})") from None
+    bad = [n for n in [*hashes, meta["model_file"]] if not safe_name(n)]
+    bad_spec = "x" not in spec or any(dtype not in DTYPES for _, dtype in spec.values())
+    if bad or bad_spec or not _holds(hashes, meta["model_file"]):
+        raise ModelFileError(f"{file} names unsafe files {bad}, an unlisted model file or an invalid spec {spec}")
+    return Artifact(**{**meta, "path": path, "spec": spec, "sha256": hashes})
+
+
+def _holds(hashes: dict[str, str], model_file: str) -> bool:
+    """Whether the hashed files include the model file (or, for a package dir such as .mlpackage, its files)."""
+    return model_file in hashes or any(n.startswith(f"{model_file}/") for n in hashes)
+
+
+def safe_name(name: str) -> bool:
+    """A relative POSIX path that stays inside the artifact dir (no '..', no absolute or empty parts)."""
+    p = PurePosixPath(name)
+    return bool(name) and not p.is_absolute() and "\\" not in name and all(
+        part not in ("", ".", "..") for part in p.parts)
+
+
+def header_for(net, spec: InputSpec, *, backend: str, precision: str, precond, sampler_defaults: dict | None,
+               source: dict | None, tools: tuple[str, ...], options: dict | None = None) -> Header:
+    """The Header of a conversion: normalised spec/precond, class count and provenance of `net`."""
+    _check_spec(spec)
+    precond = precond.to_dict() if hasattr(precond, "to_dict") else dict(precond)
+    config = getattr(net, "config", None)
+    num_classes = int(getattr(config, "num_classes", (source or {}).get("num_classes", 0))) if "label" in spec else 0
+    if "label" in spec and num_classes <= 0:
+        raise InputError("spec has a label input but the network's class count is unknown; "
+                         "pass source={'num_classes': N} (or a net with .config.num_classes)")
+    src = describe_source(net, source, tools=tools)
+    if config is not None and hasattr(config, "to_dict"):
+        src.setdefault("config", config.to_dict())
+    return Header(backend=backend, precision=precision, spec={k: (tuple(s), d) for k, (s, d) in spec.items()},
+                  precond=precond, sampler_defaults=dict(sampler_defaults or {}), source=src,
+                  num_classes=num_classes, options=dict(options or {}))
+
+
+def _check_spec(spec: InputSpec) -> None:
+    names = list(spec)
+    if names not in (["x", "t"], ["x", "t", "label"]):
+        raise InputError(f"spec must name inputs x, t[, label] in that order; got {names}")
+    shape = tuple(spec["x"][0])
+    if len(shape) != 4 or shape[2] != shape[3] or spec["t"][0] != (shape[0],) or spec["x"][1] != "float32":
+        raise InputError(f"spec x must be float32 [B,C,R,R] and t [B]; got {spec}")
+    if "label" in spec and spec["label"][1] not in ("int32", "int64"):
+        raise InputError(f"spec label dtype must be int32 or int64; got {spec['label'][1]}")
+
+
+def capture(net, spec: InputSpec):
+    """torch.export the network (eval mode) with static shapes from `spec`."""
+    import torch
+
+    with torch.no_grad():
+        return torch.export.export(net.eval(), example_inputs(spec))

@@ -1,0 +1,297 @@
+"""One contract for every backend: convert → verified artifact → Runner that checks its inputs and matches eager."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from edgediff import artifact, converters, parity
+from edgediff.denoiser import Preconditioning
+from edgediff.errors import EdgediffError, InputError, ModelFileError
+from edgediff.unet import UNet, UNetConfig
+
+eager = converters.get("eager")
+
+SMALL = UNetConfig(channels=(16, 32), attention_levels=(1,), time_embed_dim=32, num_classes=10)
+BATCH = 2
+PACKAGES = {"executorch": "executorch.exir", "openvino": "openvino", "coreml": "coremltools"}
+CONVERT_OPTIONS = {"openvino": {"threads": 1}}
+LOAD_OPTIONS = {"openvino": {"threads": 1}}
+MACOS_ONLY = "Core ML prediction needs macOS"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Converters and runners share 2 cores with other work: one torch thread here, restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    net = UNet(SMALL)
+    torch.nn.init.normal_(net.conv_out.weight, std=0.05)
+    return net.eval()
+
+
+def spec_for(backend: str) -> artifact.InputSpec:
+    label = getattr(converters.get(backend), "LABEL_DTYPE", "int64")
+    return artifact.make_spec(batch=BATCH, channels=1, resolution=32, num_classes=10, label_dtype=label)
+
+
+def convert(backend: str, net, out_dir, **kw) -> artifact.Artifact:
+    pytest.importorskip(PACKAGES[backend])
+    return converters.get(backend).convert(net, spec_for(backend), out_dir, precond=Preconditioning(),
+                                sampler_defaults={"sampler": "dpmpp_2m", "steps": 10},
+                                source={"name": "small-test"}, **{**CONVERT_OPTIONS.get(backend, {}), **kw})
+
+
+@pytest.fixture(scope="module", params=list(PACKAGES))
+def built(request, built_by_name) -> artifact.Artifact:
+    """Each backend's fp32 artifact of the small net, converted once per test module."""
+    return built_by_name(request.param)
+
+
+@pytest.fixture(scope="module", params=["eager", *PACKAGES])
+def runner(request, net, built_by_name):
+    """A Runner per backend; eager is the reference itself."""
+    if request.param == "eager":
+        return eager.EagerRunner(net, channels=1, resolution=32, num_classes=10)
+    art = built_by_name(request.param)
+    if request.param == "coreml" and sys.platform != "darwin":
+        pytest.skip(f"{MACOS_ONLY}; conversion and hash checks ran on this OS")
+    return converters.get(request.param).load(art, **LOAD_OPTIONS.get(request.param, {}))
+
+
+@pytest.fixture(scope="module")
+def built_by_name(net, tmp_path_factory):
+    cache = {}
+
+    def by_name(backend):
+        if backend not in cache:
+            cache[backend] = convert(backend, net, tmp_path_factory.mktemp(backend) / "art")
+        return cache[backend]
+    return by_name
+
+
+def test_convert_writes_a_verified_self_describing_artifact(built):
+    again = artifact.read(built.path)
+    assert again == built
+    assert (built.path / artifact.ARTIFACT_FILE).is_file() and built.model_path.exists()
+    assert built.spec == spec_for(built.backend) and built.num_classes == 10 and built.precision == "fp32"
+    assert built.size_bytes > 10_000 and all(len(h) == 64 for h in built.sha256.values())
+    assert {"weights_sha256", "tools", "config", "key"} <= set(built.source)
+    assert built.precond["sigma_data"] == 0.5 and built.sampler_defaults["steps"] == 10
+    if built.backend == "coreml" and sys.platform != "darwin":
+        assert built.parity_db is None and "needs macOS" in built.op_coverage["parity"]
+    else:
+        assert built.parity_db >= parity.MIN_DB
+
+
+def test_convert_reuses_an_artifact_built_from_the_same_inputs(built, net):
+    mtime = (built.path / artifact.ARTIFACT_FILE).stat().st_mtime_ns
+    assert convert(built.backend, net, built.path) == built
+    assert (built.path / artifact.ARTIFACT_FILE).stat().st_mtime_ns == mtime
+
+
+def test_runner_matches_eager(runner, net):
+    reference = eager.EagerRunner(net, channels=1, resolution=32, num_classes=10)
+    spec = artifact.make_spec(batch=BATCH, channels=1, resolution=32, num_classes=10)
+    db, maxabs = parity.measure(runner, reference, spec, Preconditioning(), num_classes=10)
+    assert db >= parity.MIN_DB, (db, maxabs)
+
+
+def test_runner_accepts_a_missing_label_as_unconditional(runner, net):
+    x, t = np.zeros((BATCH, 1, 32, 32), np.float32), np.zeros(BATCH, np.float32)
+    null = np.full(BATCH, 10)
+    np.testing.assert_allclose(runner(x, t), runner(x, t, null), atol=1e-5)
+
+
+@pytest.mark.parametrize("x_shape,x_dtype,label", [
+    ((BATCH, 1, 16, 16), np.float32, [1, 2]),   # wrong resolution
+    ((BATCH, 3, 32, 32), np.float32, [1, 2]),   # wrong channels
+    ((BATCH, 1, 32, 32), np.float64, [1, 2]),   # wrong dtype
+    ((BATCH, 1, 32, 32), np.float32, [1.0, 2.0]),  # float labels
+    ((BATCH, 1, 32, 32), np.float32, [1, 11]),  # label out of range
+])
+def test_runner_rejects_bad_inputs_before_native_code(runner, x_shape, x_dtype, label):
+    x, t = np.zeros(x_shape, x_dtype), np.zeros(x_shape[0], np.float32)
+    with pytest.raises(InputError):
+        runner(x, t, np.asarray(label))
+
+
+def test_converted_runners_have_a_static_batch(runner):
+    x, t = np.zeros((BATCH + 1, 1, 32, 32), np.float32), np.zeros(BATCH + 1, np.float32)
+    if isinstance(runner, eager.EagerRunner):
+        assert runner(x, t).shape == x.shape  # the reference takes any batch
+        return
+    with pytest.raises(InputError, match="shape"):
+        runner(x, t)
+
+
+def _copy(built, tmp_path):
+    path = tmp_path / "copy"
+    shutil.copytree(built.path, path)
+    return path
+
+
+def test_flipping_one_byte_of_the_model_file_is_caught_before_loading(built, tmp_path):
+    path = _copy(built, tmp_path)
+    name = max(built.sha256, key=lambda n: (path / n).stat().st_size)  # the weights
+    data = bytearray((path / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (path / name).write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=name.split("/")[-1]):
+        converters.get(built.backend).load(path)
+
+
+def test_missing_artifact_json_is_a_model_file_error(built, tmp_path):
+    path = _copy(built, tmp_path)
+    (path / artifact.ARTIFACT_FILE).unlink()
+    with pytest.raises(ModelFileError, match="artifact.json"):
+        converters.get(built.backend).load(path)
+
+
+def test_loading_with_the_wrong_backend_is_refused(built):
+    other = "openvino" if built.backend != "openvino" else "executorch"
+    pytest.importorskip(PACKAGES[other])
+    with pytest.raises(InputError, match=built.backend):
+        converters.get(other).load(built.path)
+
+
+def test_coreml_load_off_macos_says_macos(built_by_name):
+    art = built_by_name("coreml")
+    if sys.platform == "darwin":
+        pytest.skip("on macOS Core ML loads and runs (covered by the runner tests)")
+    with pytest.raises(EdgediffError, match=MACOS_ONLY):
+        converters.get("coreml").load(art)
+
+
+def test_executorch_small_unet_is_one_delegate_island(built_by_name):
+    pytest.importorskip("executorch.exir")
+    cov = built_by_name("executorch").op_coverage
+    assert cov["islands"] == 1 and cov["fallback_ops"] == {"aten.embedding.default": 1}, cov
+
+
+def test_executorch_coreml_delegate_lowers_here_and_load_explains(net, tmp_path):
+    pytest.importorskip("coremltools")
+    art = convert("executorch", net, tmp_path / "art", delegate="coreml")
+    assert art.op_coverage["delegate"] == "coreml" and art.op_coverage["islands"] >= 1
+    if sys.platform != "darwin":
+        assert art.parity_db is None and "needs macOS" in art.op_coverage["parity"]
+        with pytest.raises(EdgediffError, match="coreml delegate"):
+            converters.get("executorch").load(art)
+
+
+def test_openvino_unknown_device_lists_the_available_ones(built_by_name):
+    pytest.importorskip("openvino")
+    with pytest.raises(InputError, match="CPU"):
+        converters.get("openvino").load(built_by_name("openvino"), device="NO_SUCH_DEVICE")
+
+
+def test_a_failed_parity_gate_writes_nothing(net, tmp_path, monkeypatch):
+    def lower(tmp):
+        (tmp / "model.bin").write_bytes(b"weights")
+        return "model.bin", {}
+
+    def noisy(file):
+        return lambda x, t, label=None: np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
+
+    header = artifact.header_for(net, spec_for("openvino"), backend="fake", precision="fp32",
+                                 precond=Preconditioning(), sampler_defaults={}, source={}, tools=())
+    with pytest.raises(parity.ParityError, match="dB"):
+        parity.build(net, tmp_path / "out", header, lower=lower, load_staged=noisy)
+    assert list(tmp_path.iterdir()) == []
+    art = parity.build(net, tmp_path / "out", header, lower=lower, load_staged=None)
+    assert artifact.read(tmp_path / "out") == art and art.parity_db is None
+
+
+def test_reuse_key_changes_with_the_weights(net):
+    def key():
+        return artifact.header_for(net, spec_for("openvino"), backend="b", precision="fp32",
+                                   precond=Preconditioning(), sampler_defaults={}, source={}, tools=()).key
+
+    before = key()
+    with torch.no_grad():
+        net.conv_out.bias += 1.0
+    try:
+        assert key() != before
+    finally:
+        with torch.no_grad():
+            net.conv_out.bias -= 1.0
+    assert key() == before
+
+
+@pytest.mark.parametrize("name", ["../evil.bin", "/etc/passwd", "a/../../b", ""])
+def test_artifact_json_naming_files_outside_the_dir_is_rejected(net, tmp_path, name):
+    header = artifact.header_for(net, spec_for("openvino"), backend="fake", precision="fp32",
+                                 precond=Preconditioning(), sampler_defaults={}, source={}, tools=())
+    with artifact.staging(tmp_path / "out") as tmp:
+        (tmp / "m.bin").write_bytes(b"1")
+        artifact.commit(tmp, tmp_path / "out", header, model_file="m.bin", op_coverage={}, parity=None)
+    meta = json.loads((tmp_path / "out" / artifact.ARTIFACT_FILE).read_text())
+    meta["sha256"][name] = "0" * 64
+    (tmp_path / "out" / artifact.ARTIFACT_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="unsafe"):
+        artifact.read(tmp_path / "out")
+
+
+def test_psnr_is_capped_for_identical_outputs_and_falls_with_noise():
+    ref = np.linspace(-1, 1, 100)
+    assert parity.psnr_db(ref, ref) == parity.MAX_DB
+    assert 19 < parity.psnr_db(ref, ref + 0.2) < 21  # range 2, error 0.2 → 20 dB
+
+
+class VPEpsilonAsEDM(torch.nn.Module):
+    """An ε-prediction VP model (DDPM ᾱ schedule) as the EDM network F(c_in·x, c_noise(σ)) the host expects.
+
+    With σ = exp(4t) and x = x_in·√(σ²+σ_d²): D = x − σ·ε(x/√(σ²+1), t_DDPM(σ)), and F = (D − c_skip·x)/c_out
+    simplifies to (σ·x_in − ε·√(σ²+σ_d²))/σ_d (no division by a small c_out).
+    """
+
+    def __init__(self, unet, alphas_cumprod, *, sigma_data: float = 0.5):
+        super().__init__()
+        self.unet, self.sigma_data = unet, sigma_data
+        ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+        self.register_buffer("log_sigmas", ((1 - ac) / ac).sqrt().log().float(), persistent=False)
+
+    def timestep(self, log_sigma: torch.Tensor) -> torch.Tensor:
+        """The fractional DDPM timestep with this σ, by linear interpolation in log σ."""
+        n = self.log_sigmas.shape[0]
+        idx = (log_sigma[:, None] >= self.log_sigmas[None, :]).sum(1).clamp(1, n - 1) - 1
+        lo, hi = self.log_sigmas[idx], self.log_sigmas[idx + 1]
+        return idx.float() + ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
+
+    def forward(self, x_in, t, label=None):
+        log_sigma = 4 * t
+        sigma = log_sigma.exp()[:, None, None, None]
+        root = (sigma**2 + self.sigma_data**2).sqrt()
+        eps = self.unet(x_in * root / (sigma**2 + 1).sqrt(), self.timestep(log_sigma)).sample
+        return (sigma * x_in - eps * root) / self.sigma_data
+
+
+@pytest.mark.parametrize("backend", ["executorch", "openvino"])
+def test_a_diffusers_unet2d_model_converts_and_passes_the_gate(backend, tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    diffusers.UNet2DModel(sample_size=16, in_channels=1, out_channels=1, block_out_channels=(16, 32),
+                          layers_per_block=1, norm_num_groups=8, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                          up_block_types=("AttnUpBlock2D", "UpBlock2D")).save_pretrained(tmp_path / "unet")
+    unet = diffusers.UNet2DModel.from_pretrained(tmp_path / "unet").eval()
+    net = VPEpsilonAsEDM(unet, diffusers.DDPMScheduler().alphas_cumprod).eval()
+    spec = artifact.make_spec(channels=1, resolution=16, num_classes=0)
+    pytest.importorskip(PACKAGES[backend])
+    art = converters.get(backend).convert(net, spec, tmp_path / "art", precond=Preconditioning(),
+                                          source={"diffusers": "UNet2DModel"})
+    assert art.parity_db >= parity.MIN_DB and "label" not in art.spec
+    runner = converters.get(backend).load(art)
+    with pytest.raises(InputError, match="unconditional"):
+        runner(np.zeros((1, 1, 16, 16), np.float32), np.zeros(1, np.float32), np.zeros(1, np.int64))
