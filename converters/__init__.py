@@ -28,8 +28,17 @@ def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: i
         raise InputError(f"cannot convert to {backend!r}; expected one of {', '.join(CONVERTIBLE)}")
     if batch < 1:
         raise InputError(f"batch must be >= 1, got {batch}")
+    from edgediff import byom
+
+    mod = get(backend)
+    if byom.is_diffusers_dir(model):
+        net, desc = byom.load_diffusers(model)
+        spec = artifact.make_spec(batch=batch, channels=desc["channels"], resolution=desc["resolution"],
+                                  num_classes=0)
+        return mod.convert(net, spec, out, precision=precision, precond=net.precond(), source={"model": desc},
+                           sampler_defaults={"sampler": "dpmpp_2m", "steps": 20, "guidance": 1.0}, **options)
     md = checkpoint.load(model)
-    mod, c = get(backend), md.unet
+    c = md.unet
     spec = artifact.make_spec(batch=batch, channels=c.in_channels, resolution=c.resolution,
                               num_classes=c.num_classes, label_dtype=mod.LABEL_DTYPE)
     source = {"model": md.meta.get("name", str(model)),

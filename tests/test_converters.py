@@ -250,48 +250,17 @@ def test_psnr_is_capped_for_identical_outputs_and_falls_with_noise():
     assert 19 < parity.psnr_db(ref, ref + 0.2) < 21  # range 2, error 0.2 → 20 dB
 
 
-class VPEpsilonAsEDM(torch.nn.Module):
-    """An ε-prediction VP model (DDPM ᾱ schedule) as the EDM network F(c_in·x, c_noise(σ)) the host expects.
-
-    With σ = exp(4t) and x = x_in·√(σ²+σ_d²): D = x − σ·ε(x/√(σ²+1), t_DDPM(σ)), and F = (D − c_skip·x)/c_out
-    simplifies to (σ·x_in − ε·√(σ²+σ_d²))/σ_d (no division by a small c_out).
-    """
-
-    def __init__(self, unet, alphas_cumprod, *, sigma_data: float = 0.5):
-        super().__init__()
-        self.unet, self.sigma_data = unet, sigma_data
-        ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
-        self.register_buffer("log_sigmas", ((1 - ac) / ac).sqrt().log().float(), persistent=False)
-
-    def timestep(self, log_sigma: torch.Tensor) -> torch.Tensor:
-        """The fractional DDPM timestep with this σ, by linear interpolation in log σ."""
-        n = self.log_sigmas.shape[0]
-        idx = (log_sigma[:, None] >= self.log_sigmas[None, :]).sum(1).clamp(1, n - 1) - 1
-        lo, hi = self.log_sigmas[idx], self.log_sigmas[idx + 1]
-        return idx.float() + ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
-
-    def forward(self, x_in, t, label=None):
-        log_sigma = 4 * t
-        sigma = log_sigma.exp()[:, None, None, None]
-        root = (sigma**2 + self.sigma_data**2).sqrt()
-        eps = self.unet(x_in * root / (sigma**2 + 1).sqrt(), self.timestep(log_sigma)).sample
-        return (sigma * x_in - eps * root) / self.sigma_data
-
-
 @pytest.mark.parametrize("backend", ["executorch", "openvino"])
 def test_a_diffusers_unet2d_model_converts_and_passes_the_gate(backend, tmp_path):
     diffusers = pytest.importorskip("diffusers")
+    pytest.importorskip(PACKAGES[backend])
     torch.manual_seed(0)
     diffusers.UNet2DModel(sample_size=16, in_channels=1, out_channels=1, block_out_channels=(16, 32),
                           layers_per_block=1, norm_num_groups=8, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
                           up_block_types=("AttnUpBlock2D", "UpBlock2D")).save_pretrained(tmp_path / "unet")
-    unet = diffusers.UNet2DModel.from_pretrained(tmp_path / "unet").eval()
-    net = VPEpsilonAsEDM(unet, diffusers.DDPMScheduler().alphas_cumprod).eval()
-    spec = artifact.make_spec(channels=1, resolution=16, num_classes=0)
-    pytest.importorskip(PACKAGES[backend])
-    art = converters.get(backend).convert(net, spec, tmp_path / "art", precond=Preconditioning(),
-                                          source={"diffusers": "UNet2DModel"})
-    assert art.parity_db >= parity.MIN_DB and "label" not in art.spec
+    art = converters.convert_model(tmp_path / "unet", backend, tmp_path / "art")
+    assert art.parity_db >= parity.MIN_DB and "label" not in art.spec and art.spec["x"][0] == (1, 1, 16, 16)
+    assert art.precond["sigma_max"] > 100 and art.source["model"]["diffusers"] == "UNet2DModel"
     runner = converters.get(backend).load(art)
     with pytest.raises(InputError, match="unconditional"):
         runner(np.zeros((1, 1, 16, 16), np.float32), np.zeros(1, np.float32), np.zeros(1, np.int64))
