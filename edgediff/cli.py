@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # optional-kernel notices on import are not ours to show
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
