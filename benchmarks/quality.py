@@ -8,12 +8,12 @@ Prints a Markdown table (the model card's quality table) with the real-vs-real f
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 
 from edgediff import generate, metrics
+from edgediff.report import markdown_table, write_json
 
 SETTINGS = [("euler", 50, 1.0), ("dpmpp_2m", 10, 1.0), ("dpmpp_2m", 20, 1.0), ("heun", 10, 1.0),
             ("dpmpp_2m", 10, 2.0), ("dpmpp_2m", 20, 2.0)]
@@ -42,14 +42,14 @@ def main() -> None:
         rows.append({"sampler": sampler, "steps": steps, "guidance": guidance,
                      "calls_per_image": calls_per_image(sampler, steps, guidance),
                      "seconds": time.perf_counter() - t0, **ev.to_dict()})
-    print("| sampler | steps | guidance | FID-proxy (floor) | KID ×1e3 | label acc | min class acc | N |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['sampler']} | {r['steps']} | {r['guidance']:g} | {r['fid']:.2f} ({r['floor_fid']:.2f}) | "
-              f"{r['kid'][0] * 1e3:.1f} | {r['accuracy']:.3f} | {min(r['per_class_accuracy']):.2f} | {r['n']} |")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    print(markdown_table(
+        ["sampler", "steps", "guidance", "calls/image", "FID-proxy (floor)", "KID ×1e3", "label acc",
+         "min class acc", "N"],
+        [[r["sampler"], r["steps"], f"{r['guidance']:g}", r["calls_per_image"],
+          f"{r['fid']:.2f} ({r['floor_fid']:.2f})", f"{r['kid'][0] * 1e3:.1f}",
+          f"{r['accuracy']:.3f}", f"{min(r['per_class_accuracy']):.2f}", r["n"]]
+         for r in rows]))
+    write_json(a.json, rows)
 
 
 if __name__ == "__main__":

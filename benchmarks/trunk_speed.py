@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 
 import torch
@@ -14,6 +13,7 @@ import torch
 from edgediff import checkpoint, info
 from edgediff.data import load
 from edgediff.latency import measure, min_of_medians
+from edgediff.report import markdown_table, write_json
 from edgediff.train import TrainConfig, edm_loss
 from edgediff.unet import UNet
 
@@ -59,15 +59,12 @@ def main() -> None:
                      "train_img_s_fp32": train_images_per_second(md, data.images, data.labels, precision="fp32"),
                      "eager_ms_b1": eager_ms_per_step(md, 1), "eager_ms_b8": eager_ms_per_step(md, 8)})
     print(f"host: {platform.processor() or platform.machine()}, {a.threads} threads, torch {torch.__version__}")
-    print("| model | params | GFLOPs/step | train img/s bf16 | train img/s fp32 | eager ms/step b1 "
-          "| eager ms/step b8 |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['params_M']:.2f} M | {r['gflops']:.3f} | {r['train_img_s_bf16']:.0f} | "
-              f"{r['train_img_s_fp32']:.0f} | {r['eager_ms_b1']:.2f} | {r['eager_ms_b8']:.2f} |")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    print(markdown_table(
+        ["model", "params", "GFLOPs/step", "train img/s bf16", "train img/s fp32", "eager ms/step b1",
+         "eager ms/step b8"],
+        [[r["model"], f"{r['params_M']:.2f} M", f"{r['gflops']:.3f}", f"{r['train_img_s_bf16']:.0f}",
+          f"{r['train_img_s_fp32']:.0f}", f"{r['eager_ms_b1']:.2f}", f"{r['eager_ms_b8']:.2f}"] for r in rows]))
+    write_json(a.json, rows)
 
 
 if __name__ == "__main__":
