@@ -43,10 +43,10 @@ def main() -> None:
                      "calls_per_image": calls_per_image(sampler, steps, guidance),
                      "seconds": time.perf_counter() - t0, **ev.to_dict()})
     print(markdown_table(
-        ["sampler", "steps", "guidance", "calls/image", "FID-proxy (floor)", "KID ×1e3", "label acc",
+        ["sampler", "steps", "guidance", "calls/image", "FID-proxy (floor)", "KID (floor)", "label acc",
          "min class acc", "N"],
         [[r["sampler"], r["steps"], f"{r['guidance']:g}", r["calls_per_image"],
-          f"{r['fid']:.2f} ({r['floor_fid']:.2f})", f"{r['kid'][0] * 1e3:.1f}",
+          f"{r['fid']:.2f} ({r['floor_fid']:.2f})", f"{r['kid'][0]:.3f} ({r['floor_kid'][0]:.3f})",
           f"{r['accuracy']:.3f}", f"{min(r['per_class_accuracy']):.2f}", r["n"]]
          for r in rows]))
     write_json(a.json, rows)
