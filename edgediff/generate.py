@@ -103,7 +103,7 @@ def _save_grid(file: Path, images: np.ndarray, *, scale: int = 2) -> None:
     im.resize((im.width * scale, im.height * scale), Image.NEAREST).save(file, format="PNG")
 
 
-def from_model(model, *, backend: str = "eager", request: Request, progress: bool = False,
+def from_model(model, *, backend: str = "auto", request: Request, progress: bool = False,
                runtime_options: dict | None = None):
     """Generate `request` from a model dir (on `backend`) or an artifact dir (on its own backend).
 
@@ -126,6 +126,8 @@ def _source(model, backend: str, options: dict):
     from . import artifact, checkpoint
     from .converters import get
 
+    if backend != "auto":
+        get(backend)  # an unknown name fails here, naming the known ones
     if (Path(model) / artifact.ARTIFACT_FILE).is_file():
         art = artifact.read(model)
         if backend not in ("auto", art.backend):

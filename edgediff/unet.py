@@ -138,6 +138,7 @@ class Attention(nn.Module):
         super().__init__()
         inner = inner or channels
         self.heads = math.gcd(cfg.attention_heads, inner)
+        self.scale = 1.0 / math.sqrt(inner // self.heads)
         self.norm = GroupNorm(cfg.groups, channels, decomposed=cfg.norm == "group_decomposed")
         self.qkv = nn.Conv2d(channels, 3 * inner, 1)
         self.proj = nn.Conv2d(inner, channels, 1)
@@ -145,8 +146,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b * self.heads, 3, -1, h * w).unbind(1)
-        scale = 1.0 / math.sqrt(q.shape[1])
-        attn = torch.softmax((q.transpose(1, 2) @ k) * scale, dim=-1)  # [bh, hw, hw]
+        attn = torch.softmax((q.transpose(1, 2) @ k) * self.scale, dim=-1)  # [bh, hw, hw]
         out = (v @ attn.transpose(1, 2)).reshape(b, -1, h, w)
         return x + self.proj(out)
 

@@ -66,3 +66,12 @@ def test_info_lists_shipped_models():
     for name in ("mnist-nano", "mnist-tiny", "mnist-small"):
         assert name in res.stdout
     assert "GFLOPs/step" in res.stdout
+
+
+def test_default_model_npy_is_byte_identical(tmp_path):
+    args = ["sample", "--model", "default", "--backend", "eager", "--sampler", "dpmpp_2m", "--steps", "10",
+            "--n", "16", "--seed", "0", "--quiet"]
+    for name in ("a.npy", "b.npy"):
+        res = run(*args, "--out", str(tmp_path / name))
+        assert res.returncode == 0, res.stderr
+    assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
