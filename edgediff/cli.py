@@ -62,6 +62,14 @@ def _convert(a):
           + (f", {islands} delegate island(s)" if islands is not None else ""))
 
 
+def _bench(a):
+    from . import bench
+
+    bench.run(a.targets, out_dir=Path(a.out), device=a.device, threads=a.threads, warmup=a.warmup, iters=a.iters,
+              progress=not a.quiet, compare=a.compare)
+    print((Path(a.out) / "report.md").read_text(), end="")
+
+
 def _devices(a):
     from .converters import available
 
@@ -146,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch", type=int, default=1, help="static batch size of the artifact")
     c.add_argument("--out", required=True)
     c.set_defaults(fn=_convert)
+
+    b = sub.add_parser("bench", help="latency report (load, ms/step, image ms, GFLOP/s) of models and artifacts")
+    b.add_argument("targets", nargs="+", metavar="TARGET", help="model dirs ('default', ...) and artifact dirs")
+    b.add_argument("--device", help="OpenVINO device for openvino artifacts (CPU/GPU/NPU/AUTO)")
+    b.add_argument("--threads", type=int)
+    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--iters", type=int, default=20)
+    b.add_argument("--out", required=True, help="report dir: report.json, report.md, latency.png, pareto.png")
+    b.add_argument("--compare", help="an older report.json: print the change of ms/step p50 per row")
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(fn=_bench)
 
     d = sub.add_parser("devices", help="what each runtime can use on this machine")
     d.set_defaults(fn=_devices)
