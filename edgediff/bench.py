@@ -176,12 +176,12 @@ def _image(runner, src: tuple, batch: int, *, repeats: int = 3) -> dict:
 
 def _load(target, options: dict, *, loads: int = 3) -> tuple[tuple, float]:
     """Load `target` `loads` times from scratch; the last source and the median load time in ms."""
-    from .generate import _source
+    from .generate import open_runner
 
     times, src = [], None
     for _ in range(loads):
         t0 = time.perf_counter()
-        src = _source(target, "auto", options)
+        src = open_runner(target, "auto", options)
         times.append((time.perf_counter() - t0) * 1e3)
     return src, statistics.median(times)
 

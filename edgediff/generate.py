@@ -112,14 +112,13 @@ def from_model(model, *, backend: str = "auto", request: Request, progress: bool
     """
     import dataclasses
 
-    src = _source(model, backend, runtime_options or {})
-    runner, precond, num_classes, shape, defaults = src
+    runner, precond, num_classes, shape, defaults = open_runner(model, backend, runtime_options or {})
     if request.guidance is None:
         request = dataclasses.replace(request, guidance=float(defaults.get("guidance", 1.0)))
     return generate(runner, precond, shape, request, num_classes=num_classes, progress=progress)
 
 
-def _source(model, backend: str, options: dict):
+def open_runner(model, backend: str, options: dict):
     """(runner, precond, num_classes, (C, H, W), sampler defaults) for a model dir or an artifact dir."""
     from pathlib import Path
 
