@@ -6,9 +6,10 @@ import torch
 
 from edgediff import checkpoint
 from edgediff.data import ImageData, load
+from edgediff.denoiser import Preconditioning
 from edgediff.errors import InputError
-from edgediff.train import TrainConfig, batch_indices, fit
-from edgediff.unet import UNetConfig
+from edgediff.train import Batch, TrainConfig, batch_indices, edm, fit, run
+from edgediff.unet import UNet, UNetConfig
 
 CFG = UNetConfig(channels=(8, 16), attention_levels=(1,), time_embed_dim=16, groups=4, num_classes=10)
 
@@ -57,3 +58,25 @@ def test_bad_training_input(tmp_path, tiny_data):
     wrong = ImageData(tiny_data.images[:, :, :16, :16], tiny_data.labels, tiny_data.classes)
     with pytest.raises(InputError, match="expects"):
         _train(tmp_path / "c", wrong, 2)
+
+
+def test_run_trains_a_given_net_with_a_custom_loss(tmp_path, tiny_data):
+    """The generic loop behind fit, pruning recovery and distillation: a pruned-width net, any LossFn."""
+    pruned = CFG.replace(widths={"down.0.0.res": 4, "mid.0.attn": 8})
+    net, seen = UNet(pruned), []
+    cfg = TrainConfig(steps=3, batch_size=8, precision="fp32", checkpoint_every=3, label_dropout=0.5, lr=1e-2)
+    edm_loss = edm(Preconditioning(), cfg)
+
+    def loss(b: Batch) -> torch.Tensor:
+        seen.append((b.step, b.net is net, b.x0.shape, b.rows, b.size, b.label.clone()))
+        assert not any(p.requires_grad for p in b.ema.parameters())
+        return edm_loss(b)
+
+    out = run(net, cfg, tmp_path / "r", data=tiny_data, loss=loss, meta={"name": "r", "x": 1}, progress=False,
+              ema_decay=0.0)
+    assert [s[:5] for s in seen] == [(i, True, (8, 1, 32, 32), slice(None), 8) for i in range(3)]
+    assert any((s[5] == CFG.null_label).any() for s in seen)  # class dropout
+    md = checkpoint.load(out)
+    assert md.unet.widths == pruned.widths and md.meta["x"] == 1
+    for k, v in net.state_dict().items():  # ema_decay=0: the EMA is the net itself
+        torch.testing.assert_close(md.net.state_dict()[k], v, msg=k)
