@@ -3,25 +3,25 @@
 Protocol per target: cold load (+ compile, + hash check for artifacts) as the median of 3 fresh loads, the first
 inference after the last load, steady per-step latency (`warmup` untimed, `iters` timed), and end-to-end latency of
 one image batch with the target's recommended sampler/steps/guidance. The time inside the runner is counted by a
-wrapper, so the host-side sampler overhead (numpy) is reported separately.
+wrapper, so the host-side sampler overhead (numpy) is reported separately. Each target runs in a fresh subprocess
+(`edgediff.bench_worker`) by default, so its peak RSS is its own; `fid=N` adds FID-proxy on N samples.
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
-from importlib import metadata
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
+from .bench_worker import executorch_threads, threads_used
 from .errors import InputError
-from .latency import measure
+from .latency import FLOPS_PER_CYCLE, cpu_seconds, host, measure, peak_gflops, peak_rss_mb  # noqa: F401
 
-FLOPS_PER_CYCLE = {"avx512f": 64, "avx2": 32, "sse2": 8}  # fp32 FLOPs/cycle/core with FMA units (estimate)
+DEVICE_BACKENDS = ("openvino", "coreml")  # --device: an OpenVINO device (CPU/GPU/NPU/AUTO) or a Core ML compute unit
+NO_FID = {"fid_proxy": None, "fid_floor": None, "fid_n": None}
 
 
 @dataclass(frozen=True)
@@ -31,67 +31,47 @@ class Record:
     backend: str
     precision: str
     device: str
+    model: str | None
     path: str
     batch: int
-    threads: int | None
-    load_ms: float
-    first_ms: float
+    threads: int | None  # what the runtime reports it uses (the request where it cannot say)
+    threads_requested: int | None
+    cpu_util: float | None  # CPU seconds / wall seconds over the steady loop: cores kept busy
+    load_ms: float | None
+    first_ms: float | None
     step: dict
-    image_ms: float
-    sampler_overhead_ms: float
-    sampler_overhead_frac: float
-    calls_per_image: float
+    image_ms: float | None  # None where only the network ran (a phone: the sampler stays on the host)
+    sampler_overhead_ms: float | None
+    sampler_overhead_frac: float | None
+    calls_per_image: float | None
     size_mb: float
+    peak_rss_mb: float | None  # of the whole measuring process; None when measured in-process
     parity_db: float | None
+    fid_proxy: float | None
+    fid_floor: float | None
+    fid_n: int | None
     gflops_per_step: float | None
     gflops_per_s: float | None
     sampler: dict
     host: dict
+    isolated: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-def host() -> dict:
-    """CPU model, cores, clock, OS, Python and runtime versions of this machine."""
-    info = _cpuinfo()
-    versions = {}
-    for dist in ("torch", "openvino", "executorch", "numpy"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {"cpu": info.get("model name", platform.processor() or "unknown"), "cores": os.cpu_count(),
-            "mhz": float(info["cpu MHz"]) if "cpu MHz" in info else None, "simd": _simd(info.get("flags", "")),
-            "os": f"{platform.system()} {platform.release()}", "machine": platform.machine(),
-            "python": platform.python_version(), **versions}
+    @classmethod
+    def from_dict(cls, d: dict) -> Record:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def _cpuinfo() -> dict:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    out = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        out.setdefault(key.strip(), value.strip())
-    return out
+def _model_name(model) -> str | None:
+    if isinstance(model, dict):
+        return model.get("name") or model.get("path") or "diffusers"
+    return None if model is None else Path(str(model)).name
 
 
-def _simd(flags: str) -> str | None:
-    names = set(flags.split())
-    return next((f for f in FLOPS_PER_CYCLE if f in names), None)
-
-
-def peak_gflops(h: dict) -> float | None:
-    """Estimated fp32 peak: cores × GHz × FLOPs/cycle/core for the widest FMA SIMD the CPU reports."""
-    if not (h.get("mhz") and h.get("cores") and h.get("simd")):
-        return None
-    return h["cores"] * h["mhz"] / 1e3 * FLOPS_PER_CYCLE[h["simd"]]
-
-
-def _describe(target) -> dict:
+def describe(target) -> dict:
     """Backend, precision, size, parity, source config and options of a model dir or an artifact dir."""
     from . import artifact, checkpoint
 
@@ -99,26 +79,27 @@ def _describe(target) -> dict:
         art = artifact.read(target)
         return {"backend": art.backend, "precision": art.precision, "path": str(art.path),
                 "size_mb": art.size_bytes / 1e6, "parity_db": art.parity_db, "config": art.source.get("config"),
-                "batch": art.spec["x"][0][0]}
+                "batch": art.spec["x"][0][0], "model": _model_name(art.source.get("model"))}
     md = checkpoint.load(target, weights=False)
     return {"backend": "eager", "precision": "fp32", "path": str(md.path), "parity_db": None,
             "size_mb": (md.path / checkpoint.WEIGHTS_FILE).stat().st_size / 1e6, "config": md.unet.to_dict(),
-            "batch": 1}
+            "batch": 1, "model": md.meta.get("name", md.path.name)}
 
 
 def _options(backend: str, device: str | None, threads: int | None) -> tuple[dict, str]:
     """Runtime options for `backend` and the device name to report."""
     if backend == "openvino":
-        opts = {"device": device} if device else {}
-        return opts | ({"threads": threads} if threads else {}), device or "CPU"
+        return {"device": device or "CPU"} | ({"threads": threads} if threads else {}), device or "CPU"
+    if backend == "coreml":
+        return {"compute_units": device or "ALL"}, device or "ALL"
     if device not in (None, "CPU"):
-        raise InputError(f"{backend} runs on the host CPU here; --device {device!r} applies to openvino only")
-    if backend == "executorch":
-        return {}, "CPU"
-    return ({"threads": threads} if threads else {}), "CPU"
+        raise InputError(f"{backend} runs on the host CPU here; --device {device!r} applies to "
+                         f"{' and '.join(DEVICE_BACKENDS)} only")
+    return ({"threads": threads} if threads and backend == "eager" else {}), "CPU"
 
 
-def _gflops(config: dict | None, batch: int) -> float | None:
+def gflops_per_step(config: dict | None, batch: int) -> float | None:
+    """GFLOPs of one network call at `batch` for a UNet config (None without one)."""
     if not config:
         return None
     from .unet import UNet, UNetConfig, flops_per_step
@@ -150,13 +131,19 @@ def _inputs(shape: tuple[int, ...], num_classes: int, batch: int):
     return x, t, label
 
 
+def _request(defaults: dict, n: int, batch: int):
+    from .generate import Request
+
+    return Request(n=n, batch_size=batch, sampler=defaults.get("sampler", "dpmpp_2m"),
+                   steps=int(defaults.get("steps", 10)), guidance=float(defaults.get("guidance", 1.0)))
+
+
 def _image(runner, src: tuple, batch: int, *, repeats: int = 3) -> dict:
     """End-to-end image latency (median of `repeats` after one warm-up) and the time inside the runner."""
-    from .generate import Request, generate
+    from .generate import generate
 
-    _, precond, num_classes, shape, defaults = src
-    req = Request(n=batch, batch_size=batch, sampler=defaults.get("sampler", "dpmpp_2m"),
-                  steps=int(defaults.get("steps", 10)), guidance=float(defaults.get("guidance", 1.0)))
+    precond, num_classes, shape, defaults = src
+    req = _request(defaults, batch, batch)
     counted = _Counted(runner)
     generate(counted, precond, shape, req, num_classes=num_classes)
     totals, inside, calls = [], [], []
@@ -174,39 +161,74 @@ def _image(runner, src: tuple, batch: int, *, repeats: int = 3) -> dict:
             "sampler": {"name": req.sampler, "steps": req.steps, "guidance": req.guidance}}
 
 
-def _load(target, options: dict, *, loads: int = 3) -> tuple[tuple, float]:
-    """Load `target` `loads` times from scratch; the last source and the median load time in ms."""
+def _fid(runner, src: tuple, batch: int, n: int) -> dict:
+    """FID-proxy (and its real-vs-real floor) of n seeded samples drawn with the target's recommended sampler."""
+    from . import metrics
+    from .generate import generate, static_batch
+
+    precond, num_classes, shape, defaults = src
+    images, labels = generate(static_batch(runner, batch), precond, shape, _request(defaults, n, batch),
+                              num_classes=num_classes)
+    ev = metrics.evaluate(images, labels)
+    return {"fid_proxy": ev.fid, "fid_floor": ev.floor_fid, "fid_n": n}
+
+
+def _open(target, options: dict) -> tuple:
+    """(runner, (precond, num_classes, (C, H, W), sampler defaults)); an artifact's runner at its static batch."""
+    from . import artifact
+    from .converters import get
+    from .denoiser import Preconditioning
     from .generate import open_runner
 
-    times, src = [], None
+    if (Path(target) / artifact.ARTIFACT_FILE).is_file():
+        art = artifact.read(target)
+        shape = art.spec["x"][0]
+        return get(art.backend).load(art, **options), (Preconditioning.from_dict(art.precond), art.num_classes,
+                                                       tuple(shape[1:]), art.sampler_defaults)
+    runner, *src = open_runner(target, "auto", options)
+    return runner, tuple(src)
+
+
+def _load(target, options: dict, *, loads: int = 3) -> tuple:
+    """Load `target` `loads` times from scratch; the last (runner, source) and the median load time in ms."""
+    times, opened = [], None
     for _ in range(loads):
+        opened = None  # let the previous runner go first, so peak RSS holds one
         t0 = time.perf_counter()
-        src = open_runner(target, "auto", options)
+        opened = _open(target, options)
         times.append((time.perf_counter() - t0) * 1e3)
-    return src, statistics.median(times)
+    return opened[0], opened[1], statistics.median(times)
 
 
 def measure_artifact(target, *, device: str | None = None, threads: int | None = None, warmup: int = 3,
-                     iters: int = 20) -> Record:
-    """Benchmark a model dir (eager fp32 reference) or an artifact dir (its own backend) on this host."""
-    desc = _describe(target)
+                     iters: int = 20, fid: int = 0, isolated: bool = False) -> Record:
+    """Benchmark a model dir (eager fp32 reference) or an artifact dir (its own backend) in this process."""
+    desc = describe(target)
     options, dev = _options(desc["backend"], device, threads)
-    src, load_ms = _load(target, options)
-    runner, batch = src[0], desc["batch"]
-    x, t, label = _inputs(src[3], src[2], batch)
+    if desc["backend"] == "executorch":
+        executorch_threads(threads)
+    runner, src, load_ms = _load(target, options)
+    batch = desc["batch"]
+    x, t, label = _inputs(src[2], src[1], batch)
     t0 = time.perf_counter()
     runner(x, t, label)
     first_ms = (time.perf_counter() - t0) * 1e3
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
     step = measure(lambda: runner(x, t, label), warmup=warmup, iters=iters).summary()
+    cpu_util = (cpu_seconds() - cpu0) / (time.perf_counter() - wall0)
     image = _image(runner, src, batch)
-    gflops = _gflops(desc["config"], batch)
-    return Record(backend=desc["backend"], precision=desc["precision"], device=dev, path=desc["path"], batch=batch,
-                  threads=threads, load_ms=load_ms, first_ms=first_ms, step=step, size_mb=desc["size_mb"],
-                  parity_db=desc["parity_db"], gflops_per_step=gflops,
-                  gflops_per_s=gflops / (step["p50"] / 1e3) if gflops else None, host=host(), **image)
+    rss = peak_rss_mb() if isolated else None  # before FID: the metric and its data are not the target's memory
+    quality = _fid(runner, src, batch, fid) if fid else NO_FID
+    gflops = gflops_per_step(desc["config"], batch)
+    return Record(backend=desc["backend"], precision=desc["precision"], device=dev, model=desc["model"],
+                  path=desc["path"], batch=batch, threads=threads_used(desc["backend"], runner, threads),
+                  threads_requested=threads, cpu_util=cpu_util, load_ms=load_ms, first_ms=first_ms, step=step,
+                  size_mb=desc["size_mb"], peak_rss_mb=rss, parity_db=desc["parity_db"], gflops_per_step=gflops,
+                  gflops_per_s=gflops / (step["p50"] / 1e3) if gflops else None, host=host(), isolated=isolated,
+                  **image, **quality)
 
 
-def _baseline(targets: list) -> str | None:
+def baseline_model(targets: list) -> str | None:
     """The model dir behind the targets: a model-dir target, else the artifacts' shipped source model."""
     from . import artifact, checkpoint
     from .errors import EdgediffError
@@ -218,7 +240,7 @@ def _baseline(targets: list) -> str | None:
         src = artifact.read(target).source
         try:
             path = checkpoint.resolve(src.get("model", ""))
-        except EdgediffError:
+        except (EdgediffError, TypeError):
             continue
         if artifact.file_sha256(path / checkpoint.WEIGHTS_FILE) == src.get("checkpoint_sha256"):
             return str(path)
@@ -226,25 +248,35 @@ def _baseline(targets: list) -> str | None:
 
 
 def run(targets, *, out_dir, device: str | None = None, threads: int | None = None, warmup: int = 3,
-        iters: int = 20, progress: bool = True, compare=None) -> list[Record]:
-    """Benchmark every target (+ the eager fp32 baseline) and write report.json/.md, latency.png, pareto.png."""
+        iters: int = 20, progress: bool = True, compare=None, fid: int = 0, isolate: bool = True) -> list[Record]:
+    """Benchmark every target (+ the eager fp32 baseline); write report.json/.jsonl/.md, latency.png, pareto.png."""
+    from .bench_worker import measure_in_child
+    from .report import read_rows
+
     targets = [str(t) for t in targets]
     if not targets:
         raise InputError("bench needs at least one model or artifact directory")
-    from .report import read_rows
-
-    for target in targets:
-        _describe(target)  # every target (and the old report) is checked before anything is measured
+    if fid and fid < 2:
+        raise InputError(f"--fid needs at least 2 samples, got {fid}")
+    backends = {t: describe(t)["backend"] for t in targets}  # every target is checked before anything runs
     if compare is not None:
         read_rows(compare)
-    base = _baseline(targets)
+    base = baseline_model(targets)
     todo = ([base] if base else []) + targets
+    if base:
+        backends[base] = "eager"
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        todo = tqdm(todo, desc="bench", unit="target")
-    records = [measure_artifact(tg, device=device if _describe(tg)["backend"] == "openvino" else None,
-                                threads=threads, warmup=warmup, iters=iters) for tg in todo]
+        bar = todo = tqdm(todo, desc="bench", unit="target")
+    records = []
+    for tg in todo:
+        if bar is not None:
+            bar.set_postfix_str(f"{backends[tg]} {Path(tg).name}")
+        kw = {"device": device if backends[tg] in DEVICE_BACKENDS else None, "threads": threads,
+              "warmup": warmup, "iters": iters, "fid": fid}
+        records.append(measure_in_child(tg, **kw) if isolate else measure_artifact(tg, **kw))
     write_report(records, Path(out_dir), compare=compare)
     return records
 
@@ -256,45 +288,9 @@ def rows(records: list[Record]) -> list[dict]:
 
 
 def write_report(records: list[Record], out_dir: Path, *, compare=None) -> None:
-    """Write report.json, report.md, latency.png and pareto.png into `out_dir`, each atomically."""
-    from . import report
-    from .checkpoint import atomic_path, write_text
+    """Write report.json, report.jsonl, report.md, latency.png and pareto.png into `out_dir`, each atomically."""
+    from .report import write_bench
 
     table = rows(records)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report.write_json(out_dir / "report.json", table)
-    text = markdown(table)
-    if compare is not None:
-        text += "\n\n" + report.format_changes(report.changes(table, report.read_rows(compare)), compare)
-    write_text(out_dir / "report.md", text + "\n")
-    for name, plot in (("latency.png", report.latency_plot), ("pareto.png", report.pareto_plot)):
-        with atomic_path(out_dir / name) as tmp:
-            plot(table, tmp)
-
-
-def _fmt(v, spec: str = ".2f") -> str:
-    return "–" if v is None else format(v, spec)
-
-
-def markdown(table: list[dict]) -> str:
-    """The report table plus a line describing the host and its estimated fp32 peak."""
-    from .report import markdown_table
-
-    headers = ["backend", "precision", "device", "batch", "load ms", "ms/step p50", "ms/step p90", "image ms",
-               "sampler %", "MB", "parity dB", "GFLOP/s", "speed-up"]
-    body = [[r["backend"], r["precision"], r["device"], r["batch"], _fmt(r["load_ms"], ".0f"), _fmt(r["step"]["p50"]),
-             _fmt(r["step"]["p90"]), _fmt(r["image_ms"], ".1f"), _fmt(100 * r["sampler_overhead_frac"], ".1f"),
-             _fmt(r["size_mb"]), _fmt(r["parity_db"], ".1f"), _fmt(r["gflops_per_s"], ".1f"),
-             _fmt(r["speedup"], ".2f") + ("×" if r["speedup"] else "")] for r in table]
-    return markdown_table(headers, body) + "\n\n" + host_line(table[0]["host"] if table else host(), table)
-
-
-def host_line(h: dict, table: list[dict]) -> str:
-    peak = peak_gflops(h)
-    s = table[0]["sampler"] if table else {}
-    est = (f"estimated fp32 peak {peak:.0f} GFLOP/s (estimate: {h['cores']} cores × {h['mhz'] / 1e3:.2f} GHz × "
-           f"{FLOPS_PER_CYCLE[h['simd']]} FLOPs/cycle, {h['simd']} FMA)") if peak else "fp32 peak unknown"
-    return (f"Host: {h['cpu']}, {h['cores']} cores, {h['os']}, python {h['python']}, torch {h['torch']}, "
-            f"openvino {h['openvino']}, executorch {h['executorch']}; {est}. Image = one batch with "
-            f"{s.get('name')}×{s.get('steps')} steps, guidance {s.get('guidance')}; sampler % = host time outside "
-            f"the network calls.")
+    h = table[0]["host"] if table else host()
+    write_bench(table, Path(out_dir), host=h, peak=peak_gflops(h), compare=compare)

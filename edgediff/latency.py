@@ -1,10 +1,15 @@
-"""Latency measurement: warm up, time many calls, report robust statistics (median first, never the mean)."""
+"""Latency measurement: warm up, time many calls, report robust statistics (median first); host facts for reports."""
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 
@@ -66,3 +71,61 @@ def measure(fn: Callable[[], object], *, warmup: int = 3, iters: int = 20, min_s
 def min_of_medians(fn: Callable[[], object], *, repeats: int = 3, **kw) -> float:
     """The smallest of `repeats` medians: the least noisy single figure on a shared machine."""
     return min(measure(fn, **kw).p50 for _ in range(repeats))
+
+
+FLOPS_PER_CYCLE = {"avx512f": 64, "avx2": 32, "sse2": 8}  # fp32 FLOPs/cycle/core with FMA units (estimate)
+
+
+def host() -> dict:
+    """CPU model, cores, clock, OS, Python and runtime versions of this machine."""
+    info = _cpuinfo()
+    versions = {}
+    for dist in ("torch", "openvino", "executorch", "coremltools", "numpy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {"cpu": info.get("model name", platform.processor() or "unknown"), "cores": os.cpu_count(),
+            "mhz": float(info["cpu MHz"]) if "cpu MHz" in info else None, "simd": _simd(info.get("flags", "")),
+            "os": f"{platform.system()} {platform.release()}", "machine": platform.machine(),
+            "python": platform.python_version(), **versions}
+
+
+def _cpuinfo() -> dict:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def _simd(flags: str) -> str | None:
+    names = set(flags.split())
+    return next((f for f in FLOPS_PER_CYCLE if f in names), None)
+
+
+def peak_gflops(h: dict) -> float | None:
+    """Estimated fp32 peak: cores × GHz × FLOPs/cycle/core for the widest FMA SIMD the CPU reports."""
+    if not (h.get("mhz") and h.get("cores") and h.get("simd")):
+        return None
+    return h["cores"] * h["mhz"] / 1e3 * FLOPS_PER_CYCLE[h["simd"]]
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def peak_rss_mb() -> float:
+    """The peak resident set size of this process so far, in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1e6 if sys.platform == "darwin" else rss * 1024 / 1e6

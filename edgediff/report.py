@@ -25,6 +25,30 @@ def write_json(path: str | Path | None, rows: list[dict]) -> None:
     write_text(Path(path), json.dumps(rows, indent=2) + "\n")
 
 
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """Write measurement rows as JSON Lines (one row per line) atomically."""
+    from .checkpoint import write_text
+
+    write_text(Path(path), "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def append_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """Append rows to a JSON Lines file (created with its folder if missing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Rows of a JSON Lines report (blank lines skipped)."""
+    path = Path(path)
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read {path} as JSON Lines ({e})") from None
+
+
 def _label(r: dict) -> str:
     return f"{r['backend']} {r['precision']}\n{r['device']} b{r['batch']}"
 
@@ -53,23 +77,30 @@ def latency_plot(rows: Sequence[dict], file) -> None:
 
 
 def pareto_plot(rows: Sequence[dict], file) -> None:
-    """Image latency vs FID-proxy where every row has one, else vs size in MB; PNG into `file`."""
+    """Image latency vs FID-proxy for the rows that have one (else vs size in MB); marker area ∝ MB; PNG."""
     from matplotlib.figure import Figure  # no pyplot: no global backend state, renders with Agg
 
-    fid = all(r.get("fid_proxy") is not None for r in rows)
-    y = [r["fid_proxy"] if fid else r["size_mb"] for r in rows]
-    fig = Figure(figsize=(6.4, 4.4), dpi=120)
+    timed = [r for r in rows if r.get("image_ms") is not None]
+    measured = [r for r in timed if r.get("fid_proxy") is not None]
+    fid = bool(measured)
+    pts = measured or timed
+    y = [r["fid_proxy"] if fid else r["size_mb"] for r in pts]
+    fig = Figure(figsize=(8.8, 4.4), dpi=120)
     ax = fig.subplots()
-    for i, (r, v) in enumerate(zip(rows, y, strict=True)):
+    for i, (r, v) in enumerate(zip(pts, y, strict=True)):
         ax.scatter(r["image_ms"], v, s=40 + 20 * r["size_mb"], color=f"C{i % 10}", edgecolor="black", zorder=3,
-                   label=_label(r).replace("\n", " "))
-    ax.set_xlabel(f"image latency, ms (one batch, {rows[0]['sampler']['steps']} steps)" if rows else "image ms")
+                   alpha=0.85, label=f"{_label(r).replace(chr(10), ' ')}, {r['size_mb']:.2f} MB")
+    floor = next((r.get("fid_floor") for r in measured if r.get("fid_floor") is not None), None)
+    if floor is not None:
+        ax.axhline(floor, color="gray", linestyle="--", label=f"real-vs-real floor (N={measured[0]['fid_n']})")
+    ax.set_xlabel(f"image latency, ms (one batch, {pts[0]['sampler']['steps']} steps)" if pts else "image ms")
     ax.set_ylabel("FID-proxy (lower is better)" if fid else "model size, MB")
-    ax.set_title("Quality vs latency" if fid else "Size vs image latency (FID-proxy not measured: y = MB)")
-    ax.set_xlim(left=0)
+    ax.set_title("Quality vs latency (marker area ∝ MB; lower left is better)" if fid
+                 else "Size vs image latency (FID-proxy not measured: y = MB)")
+    ax.set_xlim(left=0, right=max((r["image_ms"] for r in pts), default=1) * 1.15)
     ax.set_ylim(bottom=0, top=max(y, default=1) * 1.25)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(file, format="png")
 
@@ -102,10 +133,62 @@ def changes(new: list[dict], old: list[dict]) -> list[dict]:
 
 def format_changes(diff: list[dict], old_file) -> str:
     lines = [f"Change of ms/step p50 vs {old_file}:"]
-    lines += [f"- {d['row']}: {_num(d['old_p50'])} → {_num(d['new_p50'])} ms "
-              f"({_num(d['change_pct'], '+.1f')}%)" for d in diff]
+    lines += [f"- {d['row']}: {_fmt(d['old_p50'])} → {_fmt(d['new_p50'])} ms "
+              f"({_fmt(d['change_pct'], '+.1f')}%)" for d in diff]
     return "\n".join(lines)
 
 
-def _num(v, spec: str = ".2f") -> str:
+def _pct(v: float | None) -> float | None:
+    return None if v is None else 100 * v
+
+
+def _fmt(v, spec: str = ".2f") -> str:
     return "–" if v is None else format(v, spec)
+
+
+def bench_markdown(table: list[dict], host: dict, peak: float | None) -> str:
+    """The bench table (FID-proxy column only when measured) plus a line describing the host and its fp32 peak."""
+    fid = any(r.get("fid_proxy") is not None for r in table)
+    headers = ["backend", "precision", "device", "batch", "threads", "load ms", "ms/step p50", "ms/step p90",
+               "image ms", "sampler %", "MB", "peak RSS MB", "parity dB", *(["FID-proxy"] if fid else []),
+               "GFLOP/s", "speed-up"]
+    body = [[r["backend"], r["precision"], r["device"], r["batch"], _fmt(r.get("threads"), "d"),
+             _fmt(r["load_ms"], ".0f"), _fmt(r["step"]["p50"]), _fmt(r["step"]["p90"]), _fmt(r["image_ms"], ".1f"),
+             _fmt(_pct(r["sampler_overhead_frac"]), ".1f"), _fmt(r["size_mb"]), _fmt(r.get("peak_rss_mb"), ".0f"),
+             _fmt(r["parity_db"], ".1f"), *([_fmt(r.get("fid_proxy"))] if fid else []),
+             _fmt(r["gflops_per_s"], ".1f"), _fmt(r.get("speedup"), ".2f") + ("×" if r.get("speedup") else "")]
+            for r in table]
+    return markdown_table(headers, body) + "\n\n" + host_line(host, table, peak)
+
+
+def host_line(h: dict, table: list[dict], peak: float | None) -> str:
+    """One sentence: host, runtime versions, the estimated fp32 peak and what the image/sampler columns mean."""
+    from .latency import FLOPS_PER_CYCLE
+
+    s = next((r["sampler"] for r in table if r.get("sampler")), {})
+    est = (f"estimated fp32 peak {peak:.0f} GFLOP/s (estimate: {h['cores']} cores × {h['mhz'] / 1e3:.2f} GHz × "
+           f"{FLOPS_PER_CYCLE[h['simd']]} FLOPs/cycle, {h['simd']} FMA)") if peak else "fp32 peak unknown"
+    fid = next((r for r in table if r.get("fid_proxy") is not None), None)
+    fid_text = (f" FID-proxy on {fid['fid_n']} samples per row (real-vs-real floor {fid['fid_floor']:.2f})."
+                if fid else "")
+    versions = ", ".join(f"{k} {h[k]}" for k in ("torch", "openvino", "executorch", "coremltools") if h.get(k))
+    return (f"Host: {h['cpu']}, {h['cores']} cores, {h['os']}, python {h['python']}, {versions}; {est}. "
+            f"Image = one batch with {s.get('name')}×{s.get('steps')} steps, guidance {s.get('guidance')}; "
+            f"sampler % = host time outside the network calls; peak RSS measured in a fresh subprocess per row "
+            f"(– when measured in-process).{fid_text}")
+
+
+def write_bench(table: list[dict], out_dir: Path, *, host: dict, peak: float | None, compare=None) -> None:
+    """Write report.json, report.jsonl, report.md, latency.png and pareto.png into `out_dir`, each atomically."""
+    from .checkpoint import atomic_path, write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "report.json", table)
+    write_jsonl(out_dir / "report.jsonl", table)
+    text = bench_markdown(table, host, peak)
+    if compare is not None:
+        text += "\n\n" + format_changes(changes(table, read_rows(compare)), compare)
+    write_text(out_dir / "report.md", text + "\n")
+    for name, plot in (("latency.png", latency_plot), ("pareto.png", pareto_plot)):
+        with atomic_path(out_dir / name) as tmp:
+            plot(table, tmp)

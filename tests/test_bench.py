@@ -1,61 +1,120 @@
 import json
 
+import numpy as np
 import pytest
+import torch
 
-from edgediff import bench
+from edgediff import bench, checkpoint
 from edgediff import report as report_mod
+from edgediff.bench_worker import measure_in_child
 from edgediff.converters import convert_model
+from edgediff.denoiser import Preconditioning
+from edgediff.errors import EdgediffError, InputError
+from edgediff.unet import UNet
+from tests.conftest import SMALL
 from tests.test_cli import assert_one_line_error, run
 
 PNG = b"\x89PNG\r\n\x1a\n"
-FIELDS = {"backend", "precision", "device", "path", "batch", "threads", "load_ms", "first_ms", "step", "image_ms",
-          "sampler_overhead_ms", "sampler_overhead_frac", "calls_per_image", "size_mb", "parity_db",
-          "gflops_per_step", "gflops_per_s", "host", "speedup"}
+FILES = ["latency.png", "pareto.png", "report.json", "report.jsonl", "report.md"]
+FIELDS = {"backend", "precision", "device", "model", "path", "batch", "threads", "threads_requested", "cpu_util",
+          "load_ms", "first_ms", "step", "image_ms", "sampler_overhead_ms", "sampler_overhead_frac",
+          "calls_per_image", "size_mb", "peak_rss_mb", "parity_db", "fid_proxy", "fid_floor", "fid_n",
+          "gflops_per_step", "gflops_per_s", "host", "isolated", "speedup"}
 
 
-@pytest.fixture
-def report(small_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    """A small random model dir and its OpenVINO artifact, shared by this module's tests."""
     pytest.importorskip("openvino")
-    ov = convert_model(small_model_dir, "openvino", tmp_path / "ov").path
-    out = tmp_path / "report"
-    records = bench.run([small_model_dir, ov], out_dir=out, warmup=1, iters=5, progress=False)
-    return out, records
+    root = tmp_path_factory.mktemp("bench")
+    torch.manual_seed(0)
+    net = UNet(SMALL)
+    torch.nn.init.normal_(net.conv_out.weight, std=0.05)
+    meta = {"name": "small-test", "precond": Preconditioning().to_dict(),
+            "sampler_defaults": {"sampler": "dpmpp_2m", "steps": 4, "guidance": 2.0}}
+    model = checkpoint.save(root / "model", net, meta)
+    return root, model, convert_model(model, "openvino", root / "ov").path
 
 
-def test_bench_writes_the_four_files_with_full_rows(report):
+@pytest.fixture(scope="module")
+def report(dirs):
+    root, model, ov = dirs
+    records = bench.run([model, ov], out_dir=root / "report", threads=1, warmup=1, iters=5, progress=False,
+                        isolate=False)
+    return root / "report", records
+
+
+def test_bench_writes_the_five_files_with_full_rows(report):
     out, records = report
-    assert sorted(p.name for p in out.iterdir()) == ["latency.png", "pareto.png", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == FILES
     rows = json.loads((out / "report.json").read_text())
+    assert rows == report_mod.read_jsonl(out / "report.jsonl")
     assert [r["backend"] for r in rows] == ["eager", "openvino"] == [r.backend for r in records]
     for r in rows:
         assert FIELDS <= set(r), FIELDS - set(r)
         assert r["step"]["p50"] <= r["step"]["p90"] and r["step"]["n"] == 5
-        assert r["gflops_per_step"] > 0 and r["size_mb"] > 0
+        assert r["gflops_per_step"] > 0 and r["size_mb"] > 0 and r["model"] == "small-test"
         assert r["calls_per_image"] == 4 * 2  # 4 steps, guidance 2.0: conditional + unconditional call per step
+        assert r["threads"] == r["threads_requested"] == 1 and 0 < r["cpu_util"] < 3
+        assert r["peak_rss_mb"] is None and not r["isolated"] and r["fid_proxy"] is None
     assert rows[0]["speedup"] == 1.0 and rows[0]["parity_db"] is None and rows[1]["parity_db"] > 40
     for name in ("latency.png", "pareto.png"):
         assert (out / name).read_bytes()[:8] == PNG
     md = (out / "report.md").read_text()
     assert sum(line.startswith("| ") for line in md.splitlines()) == 3
-    assert "ms/step p50" in md and "Host:" in md and "GFLOP/s" in md
+    assert "ms/step p50" in md and "Host:" in md and "GFLOP/s" in md and "FID-proxy" not in md
 
 
-def test_compare_with_the_same_report_gives_a_change_per_row(report, tmp_path):
+def test_cli_measures_each_target_in_a_subprocess_and_compares(report, dirs, tmp_path):
     out, _ = report
-    res = run("bench", str(out.parent / "model"), str(out.parent / "ov"), "--warmup", "0", "--iters", "2",
-              "--out", str(tmp_path / "again"), "--compare", str(out / "report.json"), "--quiet")
+    root, model, ov = dirs
+    res = run("bench", str(model), str(ov), "--warmup", "0", "--iters", "2", "--out", str(tmp_path / "again"),
+              "--compare", str(out / "report.json"), "--quiet")
     assert res.returncode == 0, res.stderr
     assert "| eager | fp32 |" in res.stdout and "Change of ms/step p50" in res.stdout
-    rows = json.loads((out / "report.json").read_text())
+    assert res.stdout.count("%)") == 2 and "(–%)" not in res.stdout
+    rows = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert all(r["isolated"] and 50 < r["peak_rss_mb"] < 5000 for r in rows)
     diff = report_mod.changes(rows, rows)
     assert len(diff) == 2 and all(d["change_pct"] == 0.0 for d in diff)
-    assert res.stdout.count("%)") == 2 and "(–%)" not in res.stdout
+
+
+def test_fid_proxy_fills_the_column(dirs, tmp_path):
+    _, model, _ = dirs
+    (rec,) = bench.run([model], out_dir=tmp_path, warmup=0, iters=1, progress=False, fid=12, isolate=False)
+    assert rec.fid_n == 12 and rec.fid_proxy > rec.fid_floor > 0  # a random model is far from the data
+    md = (tmp_path / "report.md").read_text()
+    assert "| FID-proxy |" in md and "FID-proxy on 12 samples" in md
+    with pytest.raises(InputError, match="at least 2 samples"):
+        bench.run([model], out_dir=tmp_path / "x", fid=1, progress=False)
+
+
+def test_a_failing_child_is_one_error_naming_the_target(tmp_path):
+    with pytest.raises(EdgediffError, match=r"bench of .*nope failed in its subprocess \(exit 2\): .*not found"):
+        measure_in_child(tmp_path / "nope", warmup=0, iters=1)
 
 
 def test_unknown_target_is_a_one_line_error(tmp_path):
     res = run("bench", str(tmp_path / "nope"), "--out", str(tmp_path / "r"))
     assert_one_line_error(res, "not found")
     assert not (tmp_path / "r").exists()
+
+
+def test_device_applies_to_openvino_and_coreml_only():
+    assert bench._options("openvino", "GPU", 2) == ({"device": "GPU", "threads": 2}, "GPU")
+    assert bench._options("coreml", "CPU_AND_NE", None) == ({"compute_units": "CPU_AND_NE"}, "CPU_AND_NE")
+    assert bench._options("coreml", None, None) == ({"compute_units": "ALL"}, "ALL")
+    assert bench._options("executorch", None, 4) == ({}, "CPU")
+    with pytest.raises(InputError, match="applies to openvino and coreml only"):
+        bench._options("eager", "GPU", None)
+
+
+def test_any_precision_gets_its_own_row_and_speedup(report):
+    _, records = report
+    int8 = bench.Record.from_dict({**records[1].to_dict(), "precision": "int8", "step": {"p50": 0.5, "p90": 0.6}})
+    table = bench.rows([records[0], int8])
+    assert table[1]["precision"] == "int8" and np.isclose(table[1]["speedup"], records[0].step["p50"] / 0.5)
+    assert "| openvino | int8 | CPU |" in report_mod.bench_markdown(table, records[0].host, None)
 
 
 def test_peak_estimate_from_cpu_facts():

@@ -23,3 +23,13 @@ def test_statistics_and_bad_arguments():
     assert lat.p50 == 2.5 and lat.mean == 4.0 and lat.min == 1.0 and lat.to_dict()["n"] == 4
     with pytest.raises(InputError):
         measure(lambda: None, iters=0)
+
+
+def test_host_facts_cpu_time_and_peak_rss():
+    from edgediff.latency import cpu_seconds, host, peak_rss_mb
+
+    h = host()
+    assert h["cores"] >= 1 and {"cpu", "os", "python", "torch", "numpy"} <= set(h)
+    t0 = cpu_seconds()
+    sum(i * i for i in range(200_000))
+    assert cpu_seconds() > t0 and 10 < peak_rss_mb() < 100_000
