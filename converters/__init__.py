@@ -20,9 +20,14 @@ def get(name: str):
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: int = 1, **options):
-    """Convert a model directory ('default', a shipped name, a path) for `backend` into the artifact dir `out`."""
-    from edgediff import artifact, checkpoint
+def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: int = 1,
+                  calibration="trajectory", calibration_samples: int = 256, **options):
+    """Convert a model directory ('default', a shipped name, a path) for `backend` into the artifact dir `out`.
+
+    Precisions that need calibration (int8) get `calibration`: 'trajectory' (inputs recorded while the model
+    samples, the default), 'random' (the naive baseline), or a calibration .npz path.
+    """
+    from edgediff import artifact, calibrate, checkpoint
 
     if backend not in CONVERTIBLE:
         raise InputError(f"cannot convert to {backend!r}; expected one of {', '.join(CONVERTIBLE)}")
@@ -35,12 +40,20 @@ def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: i
         net, desc = byom.load_diffusers(model)
         spec = artifact.make_spec(batch=batch, channels=desc["channels"], resolution=desc["resolution"],
                                   num_classes=0)
+        if precision in getattr(mod, "CALIBRATED", ()):
+            options["calibration"] = calibrate.for_model(
+                net, net.precond(), (desc["channels"], desc["resolution"], desc["resolution"]), num_classes=0,
+                kind=calibration, samples=calibration_samples)
         return mod.convert(net, spec, out, precision=precision, precond=net.precond(), source={"model": desc},
                            sampler_defaults={"sampler": "dpmpp_2m", "steps": 20, "guidance": 1.0}, **options)
     md = checkpoint.load(model)
     c = md.unet
     spec = artifact.make_spec(batch=batch, channels=c.in_channels, resolution=c.resolution,
                               num_classes=c.num_classes, label_dtype=mod.LABEL_DTYPE)
+    if precision in getattr(mod, "CALIBRATED", ()):
+        options["calibration"] = calibrate.for_model(md.net, md.precond, (c.in_channels, c.resolution, c.resolution),
+                                                     num_classes=c.num_classes, kind=calibration,
+                                                     samples=calibration_samples)
     source = {"model": md.meta.get("name", str(model)),
               "checkpoint_sha256": artifact.file_sha256(md.path / checkpoint.WEIGHTS_FILE)}
     return mod.convert(md.net, spec, out, precision=precision, precond=md.precond,

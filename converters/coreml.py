@@ -93,7 +93,8 @@ class CoreMLRunner:
         if compute_units not in COMPUTE_UNITS:
             raise InputError(f"unknown compute_units {compute_units!r}; expected one of {COMPUTE_UNITS}")
         self.spec, self.num_classes = header.spec, header.num_classes
-        self._model = ct.models.MLModel(str(model_file), compute_units=ct.ComputeUnit[compute_units])
+        with artifact.native_errors(model_file, "Core ML"):
+            self._model = ct.models.MLModel(str(model_file), compute_units=ct.ComputeUnit[compute_units])
 
     def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None) -> np.ndarray:
         inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from edgediff import checkpoint
+from edgediff.errors import InputError
 from edgediff.inputs import check_runner_inputs
 
 
@@ -28,8 +29,12 @@ class EagerRunner:
             return self.net(torch.from_numpy(x), torch.from_numpy(t), lab).numpy()
 
 
-def load(model="default", *, threads: int | None = None) -> EagerRunner:
+def load(model="default", *, threads: int | None = None, **unknown) -> EagerRunner:
     """Runner for a model directory ('default', a shipped name, a path) or an already loaded ModelDir."""
+    if unknown:
+        raise InputError(f"the eager runner takes only threads=; got {sorted(unknown)} (devices are for artifacts)")
+    if threads is not None and not (isinstance(threads, int) and threads >= 1):
+        raise InputError(f"threads must be an integer >= 1, got {threads!r}")
     md = model if isinstance(model, checkpoint.ModelDir) else checkpoint.load(model)
     c = md.unet
     return EagerRunner(md.net, channels=c.in_channels, resolution=c.resolution, num_classes=c.num_classes,

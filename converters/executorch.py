@@ -14,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgediff import artifact, parity
+from edgediff import artifact, calibrate, parity
 from edgediff.errors import EdgediffError, InputError, require
 
 BACKEND = "executorch"
 MODEL_FILE = "model.pte"
 LABEL_DTYPE = "int64"  # the UNet embeds int64 indices: int64 input saves a portable cast kernel
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "int8")
+CALIBRATED = ("int8",)
+KEEP_FLOAT = ("conv_in", "conv_out", "time_mlp", "label_emb")  # sensitive: stay fp32 in int8 artifacts
 DELEGATES = ("xnnpack", "coreml")
 
 
@@ -28,31 +30,67 @@ def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", 
             sampler_defaults: dict | None = None, source: dict | None = None,
             delegate: str = "xnnpack") -> artifact.Artifact:
     """Lower `net` to a .pte artifact in `out_dir` (parity-gated against eager where it can run here)."""
-    if precision not in PRECISIONS or calibration is not None:
-        raise InputError(f"executorch converts precision {PRECISIONS} without calibration here; got {precision!r}")
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown executorch precision {precision!r}; expected one of {PRECISIONS}")
     if delegate not in DELEGATES:
         raise InputError(f"unknown executorch delegate {delegate!r}; expected one of {DELEGATES}")
+    if precision == "int8" and delegate != "xnnpack":
+        raise InputError("executorch int8 is built for the xnnpack delegate; use --delegate xnnpack")
+    options = {"delegate": delegate, **calibrate.options_for(precision, calibration, needs=CALIBRATED)}
     header = artifact.header_for(net, spec, backend=BACKEND, precision=precision, precond=precond,
                                  sampler_defaults=sampler_defaults, source=source, tools=("executorch",),
-                                 options={"delegate": delegate})
+                                 options=options)
     staged = (lambda f: ExecuTorchRunner(f, header.spec, header.num_classes)) if delegate == "xnnpack" else None
-    return parity.build(net, out_dir, header, lower=lambda tmp: _lower(net, header.spec, tmp, delegate),
-                        load_staged=staged)
+    return parity.build(net, out_dir, header, load_staged=staged,
+                        lower=lambda tmp: _lower(net, header.spec, tmp, delegate, calibration))
 
 
-def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str) -> tuple[str, dict]:
-    """Capture, lower with the delegate's partitioner, serialize; return (file name, op coverage)."""
+def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str, calibration=None) -> tuple[str, dict]:
+    """Capture, (quantize,) lower with the delegate's partitioner, serialize; return (file name, op coverage)."""
     exir = require("executorch.exir", "executorch")
     ep = artifact.capture(net, spec)
+    if calibration is not None:  # on the training IR, whose conv2d/linear patterns the quantizer matches
+        ep = _quantize_int8(net, ep, spec, calibration)
+        calibrate.save(tmp / calibrate.CALIBRATION_FILE, calibration)
     if delegate == "xnnpack":
-        ep = ep.run_decompositions(xnnpack_friendly_decompositions())
+        ep = ep.run_decompositions(xnnpack_friendly_decompositions(quantized=calibration is not None))
     edge = exir.to_edge_transform_and_lower(ep, partitioner=[_partitioner(delegate)])
     coverage = op_coverage(edge.exported_program().graph_module)
     coverage["delegate"] = delegate
+    if calibration is not None:
+        coverage["kept_float"] = list(KEEP_FLOAT)
     if delegate != "xnnpack":
         coverage["parity"] = "not measured (needs macOS)"
     (tmp / MODEL_FILE).write_bytes(edge.to_executorch().buffer)
     return MODEL_FILE, coverage
+
+
+def _quantize_int8(net, ep, spec: artifact.InputSpec, calibration):
+    """PT2E static int8 (XNNPACKQuantizer, per-channel weights) of every block; observers fed the calibration."""
+    import torch
+
+    qmod = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch")
+    pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "executorch")
+    quantizer = qmod.XNNPACKQuantizer().set_global(qmod.get_symmetric_quantization_config(is_per_channel=True))
+    annotate = quantizer.annotate
+
+    def annotate_all_but_sensitive(model):  # set_module_name(..., None) is unsupported: drop those annotations
+        model = annotate(model)
+        for node in model.graph.nodes:
+            stack = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+            if any(path.split(".")[0] in KEEP_FLOAT for path in stack):
+                node.meta.pop("quantization_annotation", None)
+        return model
+
+    quantizer.annotate = annotate_all_but_sensitive
+    model = pt2e.prepare_pt2e(ep.module(), quantizer)
+    classes = net.config.num_classes if "label" in spec else 0
+    with torch.no_grad():
+        for x, t, label in calibration.batches(spec["x"][0][0]):
+            inputs = artifact.prepare_inputs(spec, classes, x, t, label if classes else None)
+            model(*(torch.from_numpy(v) for v in inputs.values()))
+    model = pt2e.convert_pt2e(model)
+    return torch.export.export(model, artifact.example_inputs(spec))
 
 
 def _partitioner(delegate: str):
@@ -92,15 +130,19 @@ def _op_name(target) -> str:
     return "executorch_call_delegate" if "executorch_call_delegate" in name else name
 
 
-def xnnpack_friendly_decompositions() -> dict:
-    """Core ATen decompositions plus exact rewrites of ops XNNPACK would otherwise leave to portable kernels."""
+def xnnpack_friendly_decompositions(*, quantized: bool = False) -> dict:
+    """Core ATen decompositions plus exact rewrites of ops XNNPACK would otherwise leave to portable kernels.
+
+    In a quantized graph the GroupNorm and upsample rewrites' reshapes sit between quantize nodes, which XNNPACK's
+    NHWC pass rejects, so those two ops stay on portable kernels there."""
     import torch
     from torch._decomp import core_aten_decompositions
 
     aten = torch.ops.aten
     table = core_aten_decompositions()
-    table[aten.native_group_norm.default] = _group_norm
-    table[aten.upsample_nearest2d.vec] = _upsample_nearest
+    if not quantized:
+        table[aten.native_group_norm.default] = _group_norm
+        table[aten.upsample_nearest2d.vec] = _upsample_nearest
     table[aten.expand.default] = _expand
     table[aten.squeeze.dims] = _squeeze_dims
     table[aten.unsqueeze.default] = _unsqueeze
@@ -178,14 +220,17 @@ class ExecuTorchRunner:
 
     def __init__(self, model_file: Path, spec: artifact.InputSpec, num_classes: int):
         runtime = require("executorch.runtime", "executorch").Runtime.get()
-        self.spec, self.num_classes = spec, num_classes
-        self._method = runtime.load_program(Path(model_file)).load_method("forward")
+        self.spec, self.num_classes, self.model_file = spec, num_classes, Path(model_file)
+        artifact.check_magic(model_file, b"ET12", offset=4, what="an ExecuTorch program")
+        with artifact.native_errors(model_file, "ExecuTorch"):
+            self._method = runtime.load_program(Path(model_file)).load_method("forward")
 
     def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None) -> np.ndarray:
         import torch
 
         inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label)
-        out = self._method.execute([torch.from_numpy(v) for v in inputs.values()])
+        with artifact.native_errors(self.model_file, "ExecuTorch"):
+            out = self._method.execute([torch.from_numpy(v) for v in inputs.values()])
         return out[0].numpy().astype(np.float32, copy=True)
 
 

@@ -10,41 +10,65 @@ from pathlib import Path
 
 import numpy as np
 
-from edgediff import artifact, parity
+from edgediff import artifact, calibrate, parity
 from edgediff.errors import InputError, require
 
 BACKEND = "openvino"
 MODEL_FILE = "model.xml"
 LABEL_DTYPE = "int32"
-PRECISIONS = ("fp32", "fp16", "bf16")
-HINTS = {"fp32": "f32", "fp16": "f32", "bf16": "bf16"}
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "w8")
+CALIBRATED = ("int8",)
+HINTS = {"fp32": "f32", "fp16": "f32", "bf16": "bf16", "int8": "f32", "w8": "f32"}
+KEEP_FLOAT = (".*conv_in.*", ".*conv_out.*", ".*time_mlp.*", ".*label_emb.*")  # int8: sensitive layers stay f32
 
 
 def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", calibration=None, precond,
             sampler_defaults: dict | None = None, source: dict | None = None,
             threads: int | None = None) -> artifact.Artifact:
     """Convert `net` to an OpenVINO IR artifact in `out_dir`, parity-gated on this machine's CPU."""
-    if precision not in PRECISIONS or calibration is not None:
-        raise InputError(f"openvino converts precision {PRECISIONS} without calibration here; got {precision!r}")
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown openvino precision {precision!r}; expected one of {PRECISIONS}")
     header = artifact.header_for(net, spec, backend=BACKEND, precision=precision, precond=precond,
-                                 sampler_defaults=sampler_defaults, source=source, tools=("openvino",))
+                                 sampler_defaults=sampler_defaults, source=source, tools=("openvino", "nncf"),
+                                 options=calibrate.options_for(precision, calibration, needs=CALIBRATED))
+
     def staged(file):
         return OpenVINORunner(_compile(file, device="CPU", hint=HINTS[precision], threads=threads), header)
-    return parity.build(net, out_dir, header, lower=lambda tmp: _lower(net, header, tmp), load_staged=staged)
+    return parity.build(net, out_dir, header, lower=lambda tmp: _lower(net, header, tmp, calibration),
+                        load_staged=staged)
 
 
-def _lower(net, header: artifact.Header, tmp: Path) -> tuple[str, dict]:
-    """Trace with openvino.convert_model, fix every input's shape, save the IR; return (file, coverage)."""
+def _lower(net, header: artifact.Header, tmp: Path, calibration=None) -> tuple[str, dict]:
+    """Trace with openvino.convert_model, fix every input's shape, compress, save the IR; return (file, coverage)."""
     import torch
 
     ov = require("openvino", "openvino")
     with torch.no_grad():
         model = ov.convert_model(net.eval(), example_input=artifact.example_inputs(header.spec))
     model.reshape({model.inputs[i]: list(shape) for i, (shape, _) in enumerate(header.spec.values())})
+    coverage = {"inference_precision": HINTS[header.precision],
+                "note": "OpenVINO runs the whole graph on the chosen device (no partitioning)"}
+    if header.precision == "int8":
+        model = _quantize_int8(model, header, calibration)
+        calibrate.save(tmp / calibrate.CALIBRATION_FILE, calibration)
+        coverage["kept_float"] = [p.strip(".*") for p in KEEP_FLOAT]
+    elif header.precision == "w8":
+        model = require("nncf", "openvino").compress_weights(model)
+        coverage["kept_float"] = ["activations"]
     ov.save_model(model, str(tmp / MODEL_FILE), compress_to_fp16=header.precision == "fp16")
-    ops = sorted({op.get_type_name() for op in model.get_ops()})
-    return MODEL_FILE, {"ops": ops, "inference_precision": HINTS[header.precision],
-                        "note": "OpenVINO runs the whole graph on the chosen device (no partitioning)"}
+    coverage["ops"] = sorted({op.get_type_name() for op in model.get_ops()})
+    return MODEL_FILE, coverage
+
+
+def _quantize_int8(model, header: artifact.Header, calibration):
+    """NNCF post-training static int8 (weights + activations) fed the calibration inputs in spec order."""
+    nncf = require("nncf", "openvino")
+    batch = header.spec["x"][0][0]
+    items = [list(artifact.prepare_inputs(header.spec, header.num_classes, x, t,
+                                          label if header.num_classes else None).values())
+             for x, t, label in calibration.batches(batch)]
+    return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), model_type=nncf.ModelType.TRANSFORMER,
+                         ignored_scope=nncf.IgnoredScope(patterns=list(KEEP_FLOAT), validate=False))
 
 
 def devices() -> list[str]:
@@ -68,7 +92,9 @@ def _compile(model_file: Path, *, device: str, hint: str, threads: int | None, c
         config = _supported(core, device, config)
     if cache_dir:
         config["CACHE_DIR"] = str(cache_dir)
-    return core.compile_model(str(model_file), device, config)
+    artifact.check_magic(model_file, b"<?xml", what="an OpenVINO IR")
+    with artifact.native_errors(model_file, "OpenVINO"):
+        return core.compile_model(str(model_file), device, config)
 
 
 def _supported(core, device: str, config: dict) -> dict:

@@ -2,7 +2,9 @@
 
 Every backend's `convert` builds into a temp dir beside `out_dir` (`staging`), runs its parity gate there and only
 then `commit`s: the temp dir is renamed into place, so a failed gate or a crash never leaves a half-written artifact.
-`read` validates artifact.json and every file's sha256 before any runtime touches the model.
+`read` validates artifact.json against `schema.check_artifact` (schema_version range, known fields and types, safe
+file names) and every file's sha256 before any runtime touches the model; runtimes load the model file inside
+`native_errors`, so whatever a runtime raises on a bad file becomes a ModelFileError naming it.
 """
 
 from __future__ import annotations
@@ -10,20 +12,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, ModelFileError
+from . import schema
+from .errors import EdgediffError, InputError, ModelFileError
 from .inputs import check_runner_inputs
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = schema.ARTIFACT_SCHEMA_VERSIONS[1]  # the version this edgediff writes
+safe_name = schema.safe_name
 ARTIFACT_FILE = "artifact.json"
 InputSpec = dict[str, tuple[tuple[int, ...], str]]
 DTYPES = ("float32", "float16", "int32", "int64")
@@ -98,11 +102,12 @@ def example_inputs(spec: InputSpec) -> tuple:
     return tuple(torch.zeros(shape, dtype=getattr(torch, dtype)) for shape, dtype in spec.values())
 
 
-def prepare_inputs(spec: InputSpec, num_classes: int, x, t, label) -> dict[str, np.ndarray]:
+def prepare_inputs(spec: InputSpec, num_classes: int, x, t, label, *,
+                   allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
     """Check runner inputs against the static spec; return them in spec order and dtypes (label None = null)."""
     shape = spec["x"][0]
     x, t, label = check_runner_inputs(x, t, label, channels=shape[1], resolution=shape[2],
-                                      num_classes=num_classes, batch=shape[0])
+                                      num_classes=num_classes, batch=shape[0], allow_nonfinite=allow_nonfinite)
     if x.shape != tuple(shape):
         raise InputError(f"x has shape {x.shape}; expected {tuple(shape)}")
     if "label" not in spec:
@@ -174,8 +179,12 @@ def staging(out_dir: os.PathLike):
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
                                                        and not (out_dir / ARTIFACT_FILE).is_file())):
         raise InputError(f"{out_dir} exists and is not an artifact directory; choose a new --out")
+    from .checkpoint import remove_stale_temps, temp_name  # torch-free at import time; checkpoint imports torch
+
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    remove_stale_temps(out_dir.parent, out_dir.name)  # left by a convert that was killed
+    tmp = out_dir.parent / temp_name(out_dir.name, ".tmp")
+    tmp.mkdir()
     try:
         yield tmp
     finally:
@@ -187,24 +196,33 @@ def commit(tmp: Path, out_dir: os.PathLike, header: Header, *, model_file: str, 
     """Hash the staged files, write artifact.json, and move the staged dir onto `out_dir`."""
     out_dir = Path(out_dir)
     hashes = {name: file_sha256(tmp / name) for name in list_files(tmp)}
+    db, maxabs = parity if parity else (None, None)
     if not _holds(hashes, model_file):
         raise ModelFileError(f"model file {model_file} was not written into {tmp}")
     art = Artifact(path=out_dir, backend=header.backend, precision=header.precision, spec=header.spec,
                    precond=header.precond, sampler_defaults=header.sampler_defaults,
                    size_bytes=sum((tmp / n).stat().st_size for n in hashes), sha256=hashes,
-                   parity_db=parity[0] if parity else None, parity_maxabs=parity[1] if parity else None,
+                   parity_db=_finite(db), parity_maxabs=_finite(maxabs),
                    op_coverage=op_coverage, source={**header.source, "key": header.key}, model_file=model_file,
                    num_classes=header.num_classes, options=header.options)
-    (tmp / ARTIFACT_FILE).write_text(json.dumps(art.to_json(), indent=2, sort_keys=True) + "\n")
+    (tmp / ARTIFACT_FILE).write_text(json.dumps(art.to_json(), indent=2, sort_keys=True, allow_nan=False) + "\n")
     _replace_dir(tmp, out_dir)
     return art
 
 
+def _finite(v: float | None) -> float | None:
+    """JSON has no NaN/Infinity: a non-finite parity figure (a broken artifact) is stored as null."""
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
     """Rename `tmp` onto `out_dir`; an old artifact there is moved aside first and deleted after."""
+    from .checkpoint import temp_name
+
     old = None
     if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+        old = out_dir.parent / temp_name(out_dir.name, ".old")
+        old.mkdir()
         os.replace(out_dir, old / "artifact")
     os.replace(tmp, out_dir)
     if old is not None:
@@ -212,8 +230,8 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 
 
 def list_files(root: Path) -> list[str]:
-    """Every regular file under `root` except artifact.json, as sorted POSIX paths relative to it."""
-    names = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    """Every file or link under `root` except artifact.json, as sorted POSIX paths relative to it."""
+    names = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink()]
     return sorted(n for n in names if n != ARTIFACT_FILE)
 
 
@@ -228,13 +246,15 @@ def file_sha256(file: Path) -> str:
 def read(path: os.PathLike) -> Artifact:
     """Read artifact.json, validate it, and verify every file's sha256 (ModelFileError naming the file)."""
     path = Path(path)
-    meta = _read_json(path)
-    art = _from_json(path, meta)
+    art = _from_json(path, _read_json(path))
     unlisted = sorted(set(list_files(path)) - set(art.sha256))
     if unlisted:
         raise ModelFileError(f"{path} holds files artifact.json does not list: {unlisted[:3]}")
+    root = path.resolve()
     for name, want in art.sha256.items():
         file = path / name
+        if file.is_symlink() or not file.resolve().is_relative_to(root):
+            raise ModelFileError(f"{file} is a link or lies outside {path}; expected plain files inside it")
         if not file.is_file():
             raise ModelFileError(f"{file} is missing; artifact.json lists it")
         if file_sha256(file) != want:
@@ -257,45 +277,54 @@ def _read_json(path: Path) -> dict:
     file = path / ARTIFACT_FILE
     if not file.is_file():
         raise ModelFileError(f"{file} is missing: {path} is not an edgediff artifact (run `edgediff convert`)")
-    try:
-        meta = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{file} is not readable JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("schema_version") != SCHEMA_VERSION:
-        got = meta.get("schema_version") if isinstance(meta, dict) else None
-        raise ModelFileError(f"{file} has schema_version {got!r}; this edgediff reads version {SCHEMA_VERSION}")
-    return meta
+    return schema.check_artifact(schema.read_json(file), str(file))
 
 
 def _from_json(path: Path, meta: dict) -> Artifact:
-    """Build an Artifact from parsed JSON, rejecting unknown/missing fields, bad specs and unsafe file names."""
-    file = path / ARTIFACT_FILE
-    names = {f for f in Artifact.__dataclass_fields__ if f != "path"}
-    missing, unknown = sorted(names - set(meta)), sorted(set(meta) - names)
-    if missing or unknown:
-        raise ModelFileError(f"{file} has missing fields {missing} / unknown fields {unknown}")
+    """Build an Artifact from JSON that `schema.check_artifact` accepted; the model file must be hashed."""
+    if not _holds(meta["sha256"], meta["model_file"]):
+        raise ModelFileError(f"{path / ARTIFACT_FILE} names model file {meta['model_file']!r}, which its sha256 "
+                             f"table does not list")
+    spec = {k: (tuple(meta["spec"][k][0]), meta["spec"][k][1]) for k in ("x", "t", "label") if k in meta["spec"]}
+    return Artifact(**{**meta, "path": path, "spec": spec})
+
+
+@contextlib.contextmanager
+def native_errors(file: os.PathLike, what: str = "the runtime"):
+    """Turn anything a native runtime raises while loading or running `file` into a ModelFileError naming it.
+
+    Use it around the runtime's own calls only (after the inputs were checked), e.g.
+    `with artifact.native_errors(path, "OpenVINO"): compiled = core.compile_model(str(path), device, config)`.
+    """
     try:
-        spec = {str(k): (tuple(int(d) for d in shape), str(dtype)) for k, (shape, dtype) in meta["spec"].items()}
-        hashes = {str(k): str(v) for k, v in meta["sha256"].items()}
-    except (AttributeError, TypeError, ValueError) as e:
-        raise ModelFileError(f"{file} has a malformed spec or sha256 table ({e})") from None
-    bad = [n for n in [*hashes, meta["model_file"]] if not safe_name(n)]
-    bad_spec = "x" not in spec or any(dtype not in DTYPES for _, dtype in spec.values())
-    if bad or bad_spec or not _holds(hashes, meta["model_file"]):
-        raise ModelFileError(f"{file} names unsafe files {bad}, an unlisted model file or an invalid spec {spec}")
-    return Artifact(**{**meta, "path": path, "spec": spec, "sha256": hashes})
+        yield
+    except EdgediffError:
+        raise
+    except Exception as e:  # runtimes raise RuntimeError, ValueError, their own types ...
+        text = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ModelFileError(f"{file} failed in {what} ({type(e).__name__}: {text}); the model file may be "
+                             f"corrupt or from another runtime version: re-run `edgediff convert`") from None
+
+
+def check_magic(file: os.PathLike, magic: bytes, *, offset: int = 0, what: str = "model file") -> None:
+    """Refuse `file` unless it holds `magic` at `offset`: a cheap header check before a native parser sees it.
+
+    ExecuTorch aborts the process (not an exception) on some files without its identifier, e.g. for .pte:
+    `check_magic(path, b"ET12", offset=4, what="an ExecuTorch program")`.
+    """
+    try:
+        with open(file, "rb") as f:
+            f.seek(offset)
+            head = f.read(len(magic))
+    except OSError as e:
+        raise ModelFileError(f"{file} cannot be read ({e.strerror or e})") from None
+    if head != magic:
+        raise ModelFileError(f"{file} is not {what}: expected {magic!r} at byte {offset}, found {head!r}")
 
 
 def _holds(hashes: dict[str, str], model_file: str) -> bool:
     """Whether the hashed files include the model file (or, for a package dir such as .mlpackage, its files)."""
     return model_file in hashes or any(n.startswith(f"{model_file}/") for n in hashes)
-
-
-def safe_name(name: str) -> bool:
-    """A relative POSIX path that stays inside the artifact dir (no '..', no absolute or empty parts)."""
-    p = PurePosixPath(name)
-    return bool(name) and not p.is_absolute() and "\\" not in name and all(
-        part not in ("", ".", "..") for part in p.parts)
 
 
 def header_for(net, spec: InputSpec, *, backend: str, precision: str, precond, sampler_defaults: dict | None,

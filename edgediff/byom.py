@@ -57,7 +57,12 @@ def load_diffusers(path) -> tuple[VPEpsilonAsEDM, dict]:
     """Load a local UNet2DModel (safetensors only) + its DDPM schedule → (EDM network, description)."""
     diffusers = require("diffusers", "diffusers")
     path = Path(path)
-    unet = diffusers.UNet2DModel.from_pretrained(path, use_safetensors=True).eval()
+    if not (path / "diffusion_pytorch_model.safetensors").is_file():
+        raise ModelFileError(f"{path} has no diffusion_pytorch_model.safetensors; only safetensors weights are read")
+    try:
+        unet = diffusers.UNet2DModel.from_pretrained(path, use_safetensors=True).eval()
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise ModelFileError(f"{path}: unreadable diffusers UNet2DModel ({type(e).__name__}: {e})") from None
     c = unet.config
     if c.num_class_embeds or c.class_embed_type:
         raise InputError(f"{path}: class-conditional UNet2DModels are not supported yet; expected an unconditional one")

@@ -19,13 +19,34 @@ def _info(a):
 
 
 def _train(a):
-    from . import checkpoint, train
+    from . import checkpoint, distributed, train
 
     src = Path(a.config).parent if a.config.endswith(".json") else checkpoint.resolve(a.config)
     out = train.fit_model_config(checkpoint.read_config(src), Path(a.out), resume=not a.restart,
                                  progress=not a.quiet, device=a.device, steps=a.steps, batch_size=a.batch_size,
                                  lr=a.lr, precision=a.precision, threads=a.threads, seed=a.seed, data=a.data)
-    print(f"trained model written to {out}")
+    if distributed.rank() == 0:  # under torchrun, one line from rank 0
+        print(f"trained model written to {out}")
+
+
+def _prune(a):
+    from . import prune
+
+    cfg = prune.PruneConfig(ratio=a.ratio, importance=a.importance, round_to=a.round_to)
+    out = prune.recover(a.model, Path(a.out), prune_config=cfg, steps=a.steps, lr=a.lr,
+                        distill_weight=a.distill_weight, resume=not a.restart, progress=not a.quiet, device=a.device,
+                        batch_size=a.batch_size, threads=a.threads, precision=a.precision)
+    print(f"pruned model written to {out}")
+
+
+def _distill(a):
+    from . import distill
+
+    cfg = distill.DistillConfig(scales=a.scales, w_min=a.w_min, w_max=a.w_max, solver=a.solver)
+    out = distill.distill(a.model, Path(a.out), config=cfg, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                          target_ema=a.target_ema, resume=not a.restart, progress=not a.quiet, device=a.device,
+                          threads=a.threads, precision=a.precision)
+    print(f"consistency student written to {out}")
 
 
 def _train_metric(a):
@@ -66,7 +87,7 @@ def _bench(a):
     from . import bench
 
     bench.run(a.targets, out_dir=Path(a.out), device=a.device, threads=a.threads, warmup=a.warmup, iters=a.iters,
-              progress=not a.quiet, compare=a.compare)
+              progress=not a.quiet, compare=a.compare, fid=a.fid, isolate=not a.in_process)
     print((Path(a.out) / "report.md").read_text(), end="")
 
 
@@ -121,6 +142,41 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=_train)
 
+    r = sub.add_parser("prune", help="structurally prune a model and recover it by distillation (resumable)")
+    r.add_argument("--model", default="default", help="the unpruned teacher: 'default', a shipped name or a dir")
+    r.add_argument("--out", required=True, help="output model directory (checkpoints live inside)")
+    r.add_argument("--ratio", type=float, default=0.5, help="fraction of channels removed from every group")
+    r.add_argument("--importance", default="magnitude", help="magnitude | taylor")
+    r.add_argument("--round-to", type=int, default=8, help="keep widths multiples of this")
+    r.add_argument("--steps", type=int, default=800, help="recovery fine-tuning steps (0: prune only)")
+    r.add_argument("--lr", type=float, default=1e-3)
+    r.add_argument("--distill-weight", type=float, default=1.0, help="weight of ||F - F_teacher||^2")
+    r.add_argument("--batch-size", type=int)
+    r.add_argument("--precision", choices=["bf16", "fp32"])
+    r.add_argument("--threads", type=int)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(fn=_prune)
+
+    k = sub.add_parser("distill", help="consistency-distil a model into a 1-4 step, guidance-conditioned student")
+    k.add_argument("--model", default="default", help="the EDM teacher: 'default', a shipped name or a dir")
+    k.add_argument("--out", required=True, help="output model directory (checkpoints live inside)")
+    k.add_argument("--steps", type=int, default=2000)
+    k.add_argument("--batch-size", type=int, default=64)
+    k.add_argument("--lr", type=float, default=1e-4)
+    k.add_argument("--scales", type=int, default=18, help="N, the Karras discretisation the teacher steps along")
+    k.add_argument("--w-min", type=float, default=1.0, help="guidance scales the student learns: [w_min, w_max]")
+    k.add_argument("--w-max", type=float, default=3.0)
+    k.add_argument("--solver", default="heun", help="teacher ODE step: heun | euler")
+    k.add_argument("--target-ema", type=float, default=0.95, help="EMA rate of the target network")
+    k.add_argument("--precision", choices=["bf16", "fp32"])
+    k.add_argument("--threads", type=int)
+    k.add_argument("--device", default="cpu")
+    k.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
+    k.add_argument("--quiet", action="store_true")
+    k.set_defaults(fn=_distill)
+
     m = sub.add_parser("train-metric", help="train the digit classifier behind FID-proxy")
     m.add_argument("--out", required=True)
     m.add_argument("--data", default="mnist5k")
@@ -157,11 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="latency report (load, ms/step, image ms, GFLOP/s) of models and artifacts")
     b.add_argument("targets", nargs="+", metavar="TARGET", help="model dirs ('default', ...) and artifact dirs")
-    b.add_argument("--device", help="OpenVINO device for openvino artifacts (CPU/GPU/NPU/AUTO)")
+    b.add_argument("--device", help="OpenVINO device (CPU/GPU/NPU/AUTO) or Core ML compute unit (CPU_ONLY, "
+                   "CPU_AND_GPU, CPU_AND_NE, ALL) for those artifacts; the others run on the host CPU")
     b.add_argument("--threads", type=int)
     b.add_argument("--warmup", type=int, default=3)
     b.add_argument("--iters", type=int, default=20)
-    b.add_argument("--out", required=True, help="report dir: report.json, report.md, latency.png, pareto.png")
+    b.add_argument("--fid", type=int, default=0, metavar="N",
+                   help="also FID-proxy on N samples per target with its recommended sampler (fills pareto.png)")
+    b.add_argument("--in-process", action="store_true",
+                   help="measure every target in this process (faster; no per-target peak RSS)")
+    b.add_argument("--out", required=True,
+                   help="report dir: report.json, report.jsonl, report.md, latency.png, pareto.png")
     b.add_argument("--compare", help="an older report.json: print the change of ms/step p50 per row")
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(fn=_bench)

@@ -17,7 +17,10 @@ from .errors import InputError
 
 
 class Runner(Protocol):
-    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None) -> np.ndarray: ...
+    """`w` (guidance scale per image) is only passed to guidance-embedding models (consistency students)."""
+
+    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None,
+                 w: np.ndarray | None = None) -> np.ndarray: ...
 
 
 Denoiser = Callable[[np.ndarray, float], np.ndarray]
@@ -39,37 +42,58 @@ class Preconditioning:
         return self.sigma_data**2 / (sigma**2 + self.sigma_data**2)
 
     def c_out(self, sigma: float) -> float:
-        return sigma * self.sigma_data / math.sqrt(sigma**2 + self.sigma_data**2)
+        return sigma * self.sigma_data / (sigma**2 + self.sigma_data**2) ** 0.5
 
     def c_in(self, sigma: float) -> float:
-        return 1.0 / math.sqrt(sigma**2 + self.sigma_data**2)
+        return 1.0 / (sigma**2 + self.sigma_data**2) ** 0.5
 
     def c_noise(self, sigma: float) -> float:
         return math.log(sigma) / 4.0
 
-    def to_dict(self) -> dict:
-        return {"kind": "edm", **asdict(self)}
+    kind = "edm"
 
-    @classmethod
-    def from_dict(cls, d: dict) -> Preconditioning:
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+    @staticmethod
+    def from_dict(d: dict) -> Preconditioning:
         d = dict(d)
         kind = d.pop("kind", "edm")
-        if kind != "edm":
-            raise InputError(f"unknown preconditioning kind {kind!r}; expected 'edm'")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        kinds = {"edm": Preconditioning, "consistency": ConsistencyPreconditioning}
+        if kind not in kinds:
+            raise InputError(f"unknown preconditioning kind {kind!r}; expected one of {sorted(kinds)}")
+        unknown = sorted(set(d) - {f.name for f in fields(Preconditioning)})
         if unknown:
-            raise InputError(f"unknown preconditioning fields {unknown}; expected {[f.name for f in fields(cls)]}")
-        return cls(**d)
+            raise InputError(f"unknown preconditioning fields {unknown}; "
+                             f"expected {[f.name for f in fields(Preconditioning)]}")
+        return kinds[kind](**d)
 
 
-def make_denoiser(runner: Runner, precond: Preconditioning, *, label: np.ndarray | None = None) -> Denoiser:
-    """Wrap a Runner into a Denoiser for a fixed batch of class labels (None = unconditional)."""
+@dataclass(frozen=True)
+class ConsistencyPreconditioning(Preconditioning):
+    """Consistency-model parametrisation (Song et al. 2023, App. C): c_skip(σ_min) = 1, c_out(σ_min) = 0, so
+    f(x, σ_min) = x holds by construction (the boundary condition)."""
+
+    kind = "consistency"
+
+    def c_skip(self, sigma: float) -> float:
+        return self.sigma_data**2 / ((sigma - self.sigma_min) ** 2 + self.sigma_data**2)
+
+    def c_out(self, sigma: float) -> float:
+        return (sigma - self.sigma_min) * self.sigma_data / (sigma**2 + self.sigma_data**2) ** 0.5
+
+
+def make_denoiser(runner: Runner, precond: Preconditioning, *, label: np.ndarray | None = None,
+                  w: np.ndarray | None = None) -> Denoiser:
+    """Wrap a Runner into a Denoiser for a fixed batch of class labels (None = unconditional) and, for
+    guidance-embedding models, guidance scales `w` (one network call per step however strong the guidance)."""
 
     def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
         if not sigma > 0:
             raise InputError(f"sigma must be > 0, got {sigma}")
         t = np.full((x.shape[0],), precond.c_noise(sigma), dtype=np.float32)
-        f = runner((x * precond.c_in(sigma)).astype(np.float32, copy=False), t, label)
+        x_in = (x * precond.c_in(sigma)).astype(np.float32, copy=False)
+        f = runner(x_in, t, label) if w is None else runner(x_in, t, label, w)
         return precond.c_skip(sigma) * x + precond.c_out(sigma) * f
 
     return denoise

@@ -49,7 +49,12 @@ def setup(device: str | torch.device = "cpu") -> Context:
     """Read torchrun's environment; for more than one process join (or reuse) the process group."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     r, local = rank(), int(os.environ.get("LOCAL_RANK", "0"))
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as e:
+        raise InputError(f"device {device!r} is not usable here ({' '.join(str(e).split())[:120]}); "
+                         "expected cpu or an available cuda device") from None
     if world <= 1:
         return Context(device=dev)
     if not 0 <= r < world:

@@ -18,7 +18,11 @@ class MissingDependencyError(EdgediffError, ImportError):
 
 
 def require(module: str, extra: str):
-    """Import an optional heavy dependency, or raise with the extra to install."""
+    """Import an optional heavy dependency, or raise with the extra to install.
+
+    A package that is installed but fails to import (a broken native library, a version clash) raises the same
+    error type with its own reason, since reinstalling the extra is also what fixes that.
+    """
     import importlib
 
     try:
@@ -26,4 +30,10 @@ def require(module: str, extra: str):
     except ImportError as e:
         raise MissingDependencyError(
             f"{module} is not installed ({e}); install it with: pip install \"edgediff[{extra}]\""
+        ) from None
+    except Exception as e:  # noqa: BLE001 - any import-time failure of an optional backend is reported the same way
+        reason = (str(e).splitlines() or [""])[0][:200]
+        raise MissingDependencyError(
+            f"{module} is installed but failed to import ({type(e).__name__}: {reason}); reinstall it with: "
+            f"pip install --force-reinstall \"edgediff[{extra}]\""
         ) from None

@@ -29,8 +29,11 @@ class Request:
         if self.n < 1 or self.steps < 1 or self.batch_size < 1:
             raise InputError(f"n, steps and batch_size must be >= 1, got {self.n}, {self.steps}, {self.batch_size}")
         get_sampler(self.sampler)
-        if self.guidance is not None and self.guidance < 0:
+        if self.guidance is not None and not self.guidance >= 0:
             raise InputError(f"guidance must be >= 0, got {self.guidance}")
+        from . import schema
+
+        schema.check_fields("sampler_defaults", self)
 
 
 def labels_for(req: Request, num_classes: int) -> np.ndarray | None:

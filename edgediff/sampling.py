@@ -108,12 +108,22 @@ def get_sampler(name: str):
         raise InputError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}") from None
 
 
+def schedule(sampler: str, steps: int, *, sigma_min: float = 0.002, sigma_max: float = 80.0) -> list[float]:
+    """The σ a sampler visits: Karras for ODE solvers; for consistency models the Karras levels of steps+1
+    points without σ_min (denoising at σ_min is the identity), so 1 step = [σ_max, 0], 2 = [σ_max, 2.5, 0]."""
+    if sampler == "consistency":
+        return karras_sigmas(steps + 1, sigma_min=sigma_min, sigma_max=sigma_max)[:-2] + [0.0]
+    return karras_sigmas(steps, sigma_min=sigma_min, sigma_max=sigma_max)
+
+
 def sample(denoiser, shape: tuple[int, ...], *, sampler: str = "dpmpp_2m", steps: int = 10,
            rng: np.random.Generator, sigma_min: float = 0.002, sigma_max: float = 80.0,
            callback: Callback | None = None) -> np.ndarray:
     """Draw x_T ~ N(0, σ_max²) from `rng` and run a sampler: one seed gives one image on every runtime."""
     fn = get_sampler(sampler)
-    sigmas = karras_sigmas(steps, sigma_min=sigma_min, sigma_max=sigma_max)
+    if not shape or any(int(d) < 1 for d in shape):
+        raise InputError(f"sample shape {tuple(shape)} must have dimensions >= 1")
+    sigmas = schedule(sampler, steps, sigma_min=sigma_min, sigma_max=sigma_max)
     def noise(s):
         return rng.standard_normal(s, dtype=np.float32)
     x = noise(shape) * np.float32(sigmas[0])

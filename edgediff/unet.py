@@ -36,6 +36,7 @@ class UNetConfig:
     norm: str = "group"
     upsample: str = "nearest"
     widths: dict[str, int] = field(default_factory=dict)
+    guidance_embed: bool = False  # LCM-style: the guidance scale w is an input, embedded like time
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -170,6 +171,7 @@ class Block(nn.Module):
 
     def __init__(self, cin: int, cout: int, cfg: UNetConfig, *, attention: bool, name: str):
         super().__init__()
+        self.key = name  # the prefix of this block's entries in UNetConfig.widths
         self.res = ResBlock(cin, cout, cfg, mid=cfg.widths.get(f"{name}.res"))
         self.attn = Attention(cout, cfg, inner=cfg.widths.get(f"{name}.attn")) if attention else None
 
@@ -189,6 +191,11 @@ class UNet(nn.Module):
         self.register_buffer("freqs", torch.exp(-math.log(10000.0) * torch.arange(half) / half), persistent=False)
         self.time_mlp = nn.Sequential(nn.Linear(temb, temb), nn.SiLU(), nn.Linear(temb, temb))
         self.label_emb = nn.Embedding(cfg.num_classes + 1, temb) if cfg.num_classes else None
+        self.w_mlp = None
+        if cfg.guidance_embed:  # zero-initialised output: a fresh student starts as its teacher
+            self.w_mlp = nn.Sequential(nn.Linear(temb, temb), nn.SiLU(), nn.Linear(temb, temb))
+            nn.init.zeros_(self.w_mlp[2].weight)
+            nn.init.zeros_(self.w_mlp[2].bias)
         self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
         self.down, self.downsample, skips, c = nn.ModuleList(), nn.ModuleList(), [ch[0]], ch[0]
         for lvl, cout in enumerate(ch):
@@ -219,17 +226,25 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def embed(self, t: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
+    def _sinusoid(self, t: torch.Tensor) -> torch.Tensor:
         args = t.float()[:, None] * self.freqs[None, :]
-        emb = self.time_mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=1))
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+    def embed(self, t: torch.Tensor, label: torch.Tensor | None, w: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.time_mlp(self._sinusoid(t))
         if self.label_emb is not None:
             if label is None:
                 label = torch.full_like(t, self.config.null_label, dtype=torch.long)
             emb = emb + self.label_emb(label.long())
+        if self.w_mlp is not None:
+            w = torch.ones_like(t) if w is None else w
+            emb = emb + self.w_mlp(self._sinusoid(w.float() - 1.0))
         return F.silu(emb)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.embed(t, label)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None = None,
+                w: torch.Tensor | None = None) -> torch.Tensor:
+        """F(x, t, label[, w]); `w` (the guidance scale, default 1) only for `config.guidance_embed` models."""
+        emb = self.embed(t, label, w)
         h = self.conv_in(x)
         hs = [h]
         for blocks, down in zip(self.down, self.downsample, strict=True):

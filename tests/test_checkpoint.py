@@ -62,3 +62,131 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("crash mid-write")
     assert f.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_tensor_files_carry_a_checksum_that_catches_a_flipped_value(small_model_dir):
+    f = small_model_dir / checkpoint.WEIGHTS_FILE
+    data = bytearray(f.read_bytes())
+    data[-3] ^= 0x01  # inside the last tensor's bytes: still a well-formed safetensors file
+    f.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256"):
+        checkpoint.load(small_model_dir)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda v: v.double(), "wrong dtype"),
+    (lambda v: v.half(), "wrong dtype"),
+    (lambda v: torch.full_like(v, float("nan")), "NaN or Inf"),
+    (lambda v: torch.full_like(v, float("inf")), "NaN or Inf"),
+])
+def test_weights_of_another_dtype_or_not_finite_are_refused(small_model_dir, change, match):
+    f = small_model_dir / checkpoint.WEIGHTS_FILE
+    state = checkpoint.read_tensors(f)
+    state["conv_out.weight"] = change(state["conv_out.weight"])
+    checkpoint.write_tensors(f, state)
+    with pytest.raises(ModelFileError, match=match):
+        checkpoint.load(small_model_dir)
+
+
+@pytest.mark.parametrize("section, key, value, match", [
+    ("unet", "resolution", 48, "power of 2"),
+    ("unet", "channels", [16, 0], "each in"),
+    ("unet", "channels", [4096] * 8, "parameters"),
+    ("unet", "channels", "16,32", "expected a list"),
+    ("unet", "num_classes", True, "integer"),
+    ("unet", "dropout", 1.5, r"\[0.0, 1.0\)"),
+    ("training", "lr", -1.0, "lr"),
+    ("training", "seed", -1, "seed"),
+    ("training", "optimizer", "sgd", "unknown keys"),
+    ("precond", "sigma_data", 0, "sigma_data"),
+    ("sampler_defaults", "sampler", "nope", "one of"),
+    ("sampler_defaults", "steps", 10**9, "steps"),
+])
+def test_config_sections_are_checked_against_the_dataclasses(small_model_dir, section, key, value, match):
+    file = small_model_dir / checkpoint.CONFIG_FILE
+    meta = json.loads(file.read_text())
+    meta.setdefault(section, {})[key] = value
+    file.write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match=match):
+        checkpoint.load(small_model_dir, weights=False)
+
+
+@pytest.mark.parametrize("text, match", [
+    ('{"format": "edgediff.model", "format_version": 1, "unet": {"dropout": NaN}}', "NaN"),
+    ("[" * 5000 + "]" * 5000, "nested too deeply|readable"),
+    ('{"format": "edgediff.model", "format_version": 1, "unet": ' + "[" * 40 + "]" * 40 + "}", "nested"),
+])
+def test_json_that_is_not_plain_data_is_refused(small_model_dir, text, match):
+    (small_model_dir / checkpoint.CONFIG_FILE).write_text(text)
+    with pytest.raises(ModelFileError, match=match):
+        checkpoint.load(small_model_dir)
+
+
+def test_new_dataclass_fields_are_accepted_without_schema_changes(small_model_dir):
+    import dataclasses
+
+    from edgediff import schema
+    from edgediff.unet import UNetConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class Grown(UNetConfig):
+        kernel_size: int = 3
+
+    assert schema.section_problems("unet", Grown, {**UNetConfig().to_dict(), "kernel_size": 5}) == []
+    assert "kernel_size" in schema.section_problems("unet", Grown, {"kernel_size": "big"})[0]
+
+
+def test_a_temp_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    f = tmp_path / "a.txt"
+    stale = tmp_path / f".a.txt.{_dead_pid()}-0123abcd.tmp"
+    live = tmp_path / ".a.txt.1-0123abcd.tmp"  # pid 1 is alive: another writer's file is left alone
+    other = tmp_path / f".b.txt.{_dead_pid()}-0123abcd.tmp"
+    for p in (stale, live, other):
+        p.write_text("half")
+    checkpoint.write_text(f, "new")
+    assert f.read_text() == "new" and not stale.exists() and live.exists() and other.exists()
+
+
+def test_training_state_round_trip_and_refusal_leaves_the_modules_alone(tmp_path):
+    import copy
+
+    import numpy as np
+
+    from edgediff import train
+    from edgediff.data import ImageData
+    from edgediff.unet import UNet, UNetConfig
+
+    cfg = UNetConfig(resolution=8, channels=(8, 16), attention_levels=(), time_embed_dim=16, groups=4, num_classes=3)
+    rng = np.random.default_rng(0)
+    data = ImageData(rng.uniform(-1, 1, (8, 1, 8, 8)).astype(np.float32), np.arange(8) % 3, ("a", "b", "c"))
+    tc = train.TrainConfig(steps=2, batch_size=4, precision="fp32", checkpoint_every=2, log_every=1, threads=1)
+    out = train.fit(cfg, tc, tmp_path / "run", data=data, progress=False)
+
+    def fresh():
+        torch.manual_seed(1)
+        net = UNet(cfg)
+        return net, copy.deepcopy(net).requires_grad_(False), torch.optim.AdamW(net.parameters(), lr=tc.lr)
+
+    net, ema, opt = fresh()
+    state = checkpoint.load_training_state(out, net, ema, opt)
+    assert state["step"] == 2 and len(state["losses"]) == 2 and opt.state_dict()["state"]
+    torch.testing.assert_close(ema.state_dict(), checkpoint.load(out).net.state_dict())
+    d = out / "ckpt-00000002"
+    tensors = checkpoint.read_tensors(d / "optim.safetensors")
+    tensors["0.exp_avg"] = tensors["0.exp_avg"][:1]
+    checkpoint.write_tensors(d / "optim.safetensors", tensors)
+    net, ema, opt = fresh()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ModelFileError, match="optim.safetensors"):
+        checkpoint.load_training_state(out, net, ema, opt)
+    torch.testing.assert_close(net.state_dict(), before)
+    assert not opt.state_dict()["state"]

@@ -12,7 +12,9 @@ def test_labels_cycle_one_row_per_class():
     assert generate.labels_for(generate.Request(n=3, label=7), 10).tolist() == [7, 7, 7]
     assert generate.labels_for(generate.Request(n=3), 0) is None
     with pytest.raises(InputError, match="out of range"):
-        generate.labels_for(generate.Request(n=3, label=-1), 10)
+        generate.labels_for(generate.Request(n=3, label=10), 10)
+    with pytest.raises(InputError, match="label"):
+        generate.Request(n=3, label=-1)
     with pytest.raises(InputError, match="unconditional"):
         generate.labels_for(generate.Request(n=3, label=1), 0)
 

@@ -16,6 +16,7 @@ from edgediff.sampling import (
     sample_dpmpp_2m,
     sample_euler,
     sample_heun,
+    schedule,
 )
 
 MU, S = 0.3, 0.5  # data ~ N(MU, S²) per pixel
@@ -173,7 +174,7 @@ def test_callback_once_per_step(name):
 
     out = sample(denoiser, (2, 1, 4, 4), sampler=name, steps=6, rng=np.random.default_rng(0), sigma_max=20.0,
                  callback=lambda i, s, x, x0: calls.append((i, s, x.copy(), x0.copy())))
-    sigmas = karras_sigmas(6, sigma_max=20.0)
+    sigmas = schedule(name, 6, sigma_max=20.0)
     assert [c[0] for c in calls] == list(range(6))
     assert [c[1] for c in calls] == sigmas[:-1]
     for _, s, x, x0 in calls:
@@ -251,6 +252,15 @@ def test_karras_sigmas_rejects_bad_steps(n):
 def test_karras_sigmas_rejects_bad_range(kw):
     with pytest.raises(InputError):
         karras_sigmas(4, **kw)
+
+
+def test_consistency_schedule_skips_sigma_min():
+    """Denoising at σ_min is the identity for a consistency model: steps go σ_max → … → 0 without it."""
+    assert schedule("consistency", 1) == [80.0, 0.0]
+    two = schedule("consistency", 2)
+    assert len(two) == 3 and 0.5 < two[1] < 10 and two[2] == 0.0
+    assert schedule("consistency", 4)[:-1] == karras_sigmas(5)[:-2]
+    assert schedule("euler", 4) == karras_sigmas(4)
 
 
 def test_get_sampler():

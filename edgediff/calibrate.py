@@ -1,0 +1,141 @@
+"""Calibration data for quantizers: the network's inputs recorded along real few-step sampling trajectories.
+
+Random inputs are a poor stand-in for what a deployed denoiser sees (early steps are near-Gaussian noise scaled by
+c_in, late steps are nearly clean digits), so every quantizer is calibrated on `(x, t, label)` triples recorded
+while the model itself samples with the samplers, step counts, labels and guidance it will be deployed with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .denoiser import Preconditioning, Runner
+from .errors import InputError, ModelFileError
+from .generate import Request, generate
+
+CALIBRATION_FILE = "calibration.npz"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """N network inputs: x float32 [N,C,H,W], t float32 [N], label int64 [N] (or None if unconditional)."""
+
+    x: np.ndarray
+    t: np.ndarray
+    label: np.ndarray | None
+    source: str = "trajectory"
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def batches(self, batch: int):
+        """Yield (x, t, label) in chunks of exactly `batch` (the tail is dropped: static-shape graphs)."""
+        for i in range(0, len(self) - batch + 1, batch):
+            lab = None if self.label is None else self.label[i:i + batch]
+            yield self.x[i:i + batch], self.t[i:i + batch], lab
+
+    def subset(self, n: int, *, seed: int = 0) -> Calibration:
+        if n >= len(self):
+            return self
+        idx = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
+        return Calibration(self.x[idx], self.t[idx], None if self.label is None else self.label[idx], self.source)
+
+
+class Recorder:
+    """A Runner that passes calls through to `runner` and keeps a copy of every input it sees."""
+
+    def __init__(self, runner: Runner):
+        self.runner, self.calls = runner, []
+
+    def __call__(self, x, t, label=None):
+        self.calls.append((np.array(x, np.float32), np.array(t, np.float32), None if label is None else
+                           np.array(label, np.int64)))
+        return self.runner(x, t, label)
+
+    def calibration(self) -> Calibration:
+        if not self.calls:
+            raise InputError("the recorder saw no calls; sample something through it first")
+        xs, ts, labels = zip(*self.calls, strict=True)
+        label = None if labels[0] is None else np.concatenate(labels)
+        return Calibration(np.concatenate(xs), np.concatenate(ts), label)
+
+
+def collect(runner: Runner, precond: Preconditioning, shape: tuple[int, int, int], *, num_classes: int,
+            samplers: tuple[tuple[str, int], ...] = (("dpmpp_2m", 10), ("euler", 4)),
+            guidance: tuple[float, ...] = (1.0, 2.0), per_run: int = 10, seed: int = 0) -> Calibration:
+    """Record the inputs of `per_run` images per (sampler, steps, guidance), every label cycled."""
+    rec = Recorder(runner)
+    for i, (sampler, steps) in enumerate(samplers):
+        for j, g in enumerate(guidance if num_classes else (1.0,)):
+            req = Request(n=per_run, seed=seed + 100 * i + j, sampler=sampler, steps=steps, guidance=g,
+                          batch_size=per_run)
+            generate(rec, precond, shape, req, num_classes=num_classes)
+    return rec.calibration()
+
+
+def random_inputs(like: Calibration, *, seed: int = 0) -> Calibration:
+    """The naive baseline: standard-normal x, t uniform over the recorded range, random labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(like.x.shape, dtype=np.float32)
+    t = rng.uniform(like.t.min(), like.t.max(), like.t.shape).astype(np.float32)
+    label = None if like.label is None else rng.integers(0, like.label.max() + 1, like.label.shape)
+    return Calibration(x, t, label, source="random")
+
+
+def save(path: Path, calib: Calibration) -> Path:
+    """Write an .npz (no pickled objects) atomically."""
+    from .checkpoint import atomic_path
+
+    arrays = {"x": calib.x, "t": calib.t, "source": np.array(calib.source)}
+    if calib.label is not None:
+        arrays["label"] = calib.label
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return Path(path)
+
+
+def load(path: Path) -> Calibration:
+    try:
+        with np.load(Path(path), allow_pickle=False) as z:
+            label = z["label"] if "label" in z.files else None
+            return Calibration(z["x"].astype(np.float32), z["t"].astype(np.float32), label, str(z["source"]))
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise ModelFileError(f"{path} is not a calibration .npz written by edgediff ({e})") from None
+
+
+def fingerprint(calib: Calibration) -> str:
+    """sha256 over the arrays: part of an artifact's reuse key, so new calibration data rebuilds it."""
+    import hashlib
+
+    h = hashlib.sha256(calib.source.encode())
+    for a in (calib.x, calib.t, calib.label):
+        if a is not None:
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def options_for(precision: str, calib: Calibration | None, *, needs: tuple[str, ...]) -> dict:
+    """Artifact options describing the calibration of a `precision` build (which must have one iff it needs it)."""
+    if precision in needs and calib is None:
+        raise InputError(f"precision {precision} needs calibration data (edgediff.calibrate.collect); got none")
+    if precision not in needs and calib is not None:
+        raise InputError(f"precision {precision} takes no calibration data; only {', '.join(needs)} do")
+    if calib is None:
+        return {}
+    return {"calibration": {"source": calib.source, "samples": len(calib), "sha256": fingerprint(calib)}}
+
+
+def for_model(net, precond: Preconditioning, shape: tuple[int, int, int], *, num_classes: int,
+              kind: str | Path = "trajectory", samples: int = 256, seed: int = 0) -> Calibration:
+    """Calibration for converting `net`: 'trajectory' (recorded while it samples), 'random', or an .npz path."""
+    from .converters.eager import EagerRunner
+
+    if kind not in ("trajectory", "random"):
+        return load(Path(kind))
+    runner = EagerRunner(net, channels=shape[0], resolution=shape[1], num_classes=num_classes)
+    recorded = collect(runner, precond, shape, num_classes=num_classes, seed=seed)
+    calib = recorded if kind == "trajectory" else random_inputs(recorded, seed=seed)
+    return calib.subset(samples, seed=seed)

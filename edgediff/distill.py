@@ -1,0 +1,133 @@
+"""Consistency distillation (Song et al. 2023, Algorithm 2) with guidance folded in (LCM, Luo et al. 2023).
+
+The student f(x, σ, label, w) = c_skip(σ)·x + c_out(σ)·F(c_in·x, c_noise, label, w) takes the guidance scale `w`
+as an input, so a guided image costs one network call per step. Each training step noises a real image to σ_{n+1},
+moves it to σ_n with one guided Heun step of the frozen teacher, and pulls the student's output at σ_{n+1} towards
+the EMA target's output at σ_n under the pseudo-Huber distance (improved consistency training, Song & Dhariwal
+2023). The boundary condition f(x, σ_min) = x is the preconditioning (`ConsistencyPreconditioning`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .denoiser import ConsistencyPreconditioning, Preconditioning
+from .errors import InputError
+from .unet import UNet
+
+SOLVERS = ("heun", "euler")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    scales: int = 18  # N: Karras discretisation of [σ_min, σ_max] the teacher steps along
+    rho: float = 7.0
+    w_min: float = 1.0  # guidance scales drawn uniformly from [w_min, w_max]
+    w_max: float = 3.0
+    solver: str = "heun"
+
+    def __post_init__(self):
+        if self.scales < 2 or not 0 <= self.w_min <= self.w_max or self.solver not in SOLVERS:
+            raise InputError(f"need scales >= 2, 0 <= w_min <= w_max and solver in {SOLVERS}; got {self}")
+
+
+def karras_grid(cfg: DistillConfig, precond: Preconditioning) -> torch.Tensor:
+    """σ_1 = σ_min < … < σ_N = σ_max (Karras et al. 2022, Eq. 5), ascending."""
+    i = torch.arange(cfg.scales, dtype=torch.float64) / (cfg.scales - 1)
+    lo, hi = precond.sigma_min ** (1 / cfg.rho), precond.sigma_max ** (1 / cfg.rho)
+    return ((lo + i * (hi - lo)) ** cfg.rho).float()
+
+
+def _c(precond: Preconditioning, sigma: torch.Tensor):
+    """(c_skip, c_out, c_in, c_noise) of `precond` for per-sample σ [b], shaped to broadcast over images."""
+    s = sigma.double()
+    v = lambda c: c.float()[:, None, None, None]  # noqa: E731
+    return v(precond.c_skip(s)), v(precond.c_out(s)), v(precond.c_in(s)), (s.log() / 4).float()
+
+
+def denoise(net, precond: Preconditioning, x, sigma, label, w=None, *, bf16: bool = False) -> torch.Tensor:
+    """D(x, σ) in torch for per-sample σ (any preconditioning kind)."""
+    c_skip, c_out, c_in, c_noise = _c(precond, sigma)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        f = net(c_in.to(x.device) * x, c_noise.to(x.device), label) if w is None else \
+            net(c_in.to(x.device) * x, c_noise.to(x.device), label, w)
+    return c_skip.to(x.device) * x + c_out.to(x.device) * f.float()
+
+
+def guided_teacher(teacher, precond: Preconditioning, x, sigma, label, w, null_label: int, *, bf16: bool):
+    """Classifier-free guided teacher D_u + w(D_c − D_u), cond and uncond in one batched call."""
+    both = denoise(teacher, precond, torch.cat([x, x]), torch.cat([sigma, sigma]),
+                   torch.cat([label, torch.full_like(label, null_label)]), bf16=bf16)
+    cond, uncond = both.chunk(2)
+    return uncond + w[:, None, None, None] * (cond - uncond)
+
+
+def solver_step(teacher, precond, x, s, s_next, label, w, null_label: int, *, solver: str, bf16: bool):
+    """One Euler or Heun step of the guided probability-flow ODE from σ=s to σ=s_next (per sample)."""
+    b = lambda v: v[:, None, None, None]  # noqa: E731
+    d = (x - guided_teacher(teacher, precond, x, s, label, w, null_label, bf16=bf16)) / b(s)
+    x_next = x + b(s_next - s) * d
+    if solver == "euler":
+        return x_next
+    d2 = (x_next - guided_teacher(teacher, precond, x_next, s_next, label, w, null_label, bf16=bf16)) / b(s_next)
+    return x + b(s_next - s) * (d + d2) / 2
+
+
+def pseudo_huber(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sqrt(‖a−b‖² + c²) − c per sample, c = 0.00054·sqrt(dim) (Song & Dhariwal 2023), averaged."""
+    dim = a[0].numel()
+    c = 0.00054 * math.sqrt(dim)
+    return (((a - b) ** 2).flatten(1).sum(1) + c * c).sqrt().sub(c).mean()
+
+
+def cd_loss(teacher, teacher_precond: Preconditioning, cfg: DistillConfig, *, precision: str, null_label: int):
+    """The consistency-distillation LossFn for `edgediff.train.run` (batch.ema is the target network θ⁻)."""
+    student_precond = ConsistencyPreconditioning(**dataclasses.asdict(teacher_precond))
+    grid, bf16 = karras_grid(cfg, teacher_precond), precision == "bf16"
+
+    def loss(batch) -> torch.Tensor:
+        n = batch.randint(cfg.scales - 1)
+        s, s_next = grid[n + 1], grid[n]  # σ_{n+1} > σ_n
+        w = cfg.w_min + (cfg.w_max - cfg.w_min) * batch.rand()
+        x = batch.x0 + s.to(batch.x0.device)[:, None, None, None] * batch.randn(*batch.x0.shape[1:])
+        with torch.no_grad():
+            x_hat = solver_step(teacher, teacher_precond, x, s, s_next, batch.label, w, null_label,
+                                solver=cfg.solver, bf16=bf16)
+            target = denoise(batch.ema, student_precond, x_hat, s_next, batch.label, w, bf16=bf16)
+        pred = denoise(batch.net, student_precond, x, s, batch.label, w, bf16=bf16)
+        return pseudo_huber(pred, target)
+
+    return loss
+
+
+def distill(model, out: Path, *, config: DistillConfig = DistillConfig(), steps: int = 2000, batch_size: int = 64,
+            lr: float = 1e-4, target_ema: float = 0.95, resume: bool = True, progress: bool = True,
+            device: str = "cpu", **train_overrides) -> Path:
+    """Distil a model directory into a guidance-conditioned consistency student in `out` (resumable)."""
+    from . import checkpoint, train
+    from . import data as datasets
+
+    teacher = checkpoint.load(model)
+    if teacher.unet.guidance_embed or teacher.precond.kind != "edm":
+        raise InputError(f"{model} is already a consistency student; distil from an EDM teacher")
+    cfg = train.TrainConfig(**{**teacher.meta.get("training", {}), "steps": steps, "batch_size": batch_size,
+                               "lr": lr, "warmup_steps": min(100, steps), "checkpoint_every": max(1, min(100, steps)),
+                               **{k: v for k, v in train_overrides.items() if v is not None}})
+    student = UNet(teacher.unet.replace(guidance_embed=True))
+    student.load_state_dict(teacher.net.state_dict(), strict=False)  # w_mlp starts at zero: f ≈ teacher's D
+    precond = ConsistencyPreconditioning(**dataclasses.asdict(teacher.precond))
+    meta = {"name": Path(out).name, "precond": precond.to_dict(), "data": cfg.data,
+            "training": dataclasses.asdict(cfg), "distillation": {**dataclasses.asdict(config),
+                                                                  "teacher": teacher.meta.get("name", str(model)),
+                                                                  "target_ema": target_ema},
+            "sampler_defaults": {"sampler": "consistency", "steps": 2, "guidance": 1.0}}
+    data = datasets.load(cfg.data, resolution=teacher.unet.resolution, channels=teacher.unet.in_channels)
+    loss = cd_loss(teacher.net.eval().requires_grad_(False), teacher.precond, config, precision=cfg.precision,
+                   null_label=teacher.unet.null_label)
+    return train.run(student.train(), cfg, Path(out), data=data, loss=loss, meta=meta, resume=resume,
+                     progress=progress, device=device, ema_decay=target_ema)
