@@ -49,7 +49,8 @@ def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: i
     md = checkpoint.load(model)
     c = md.unet
     spec = artifact.make_spec(batch=batch, channels=c.in_channels, resolution=c.resolution,
-                              num_classes=c.num_classes, label_dtype=mod.LABEL_DTYPE)
+                              num_classes=c.num_classes, label_dtype=mod.LABEL_DTYPE,
+                              guidance_input=c.guidance_embed)
     if precision in getattr(mod, "CALIBRATED", ()):
         options["calibration"] = calibrate.for_model(md.net, md.precond, (c.in_channels, c.resolution, c.resolution),
                                                      num_classes=c.num_classes, kind=calibration,

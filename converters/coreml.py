@@ -18,7 +18,9 @@ from edgediff.errors import EdgediffError, InputError, require
 BACKEND = "coreml"
 MODEL_FILE = "model.mlpackage"
 LABEL_DTYPE = "int32"
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "w8", "palette6", "palette4", "w4")
+COMPRESSED = {"w8": "int8 per-channel linear weights", "palette6": "6-bit k-means palette per tensor",
+              "palette4": "4-bit k-means palette per tensor", "w4": "int4 block-wise (32) linear weights, iOS18+"}
 OUTPUT = "output"
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 NOT_MEASURED = "not measured (needs macOS)"
@@ -31,6 +33,8 @@ def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", 
     """Convert `net` to an ML Program artifact in `out_dir` (parity-gated on macOS only)."""
     if precision not in PRECISIONS or calibration is not None:
         raise InputError(f"coreml converts precision {PRECISIONS} without calibration here; got {precision!r}")
+    if precision == "w4" and minimum_deployment_target < "iOS18":
+        minimum_deployment_target = "iOS18"  # block-wise int4 weights need the iOS18 opset
     meta = {"author": author, "license": license, "version": version}
     header = artifact.header_for(net, spec, backend=BACKEND, precision=precision, precond=precond,
                                  sampler_defaults=sampler_defaults, source=source, tools=("coremltools",),
@@ -56,9 +60,11 @@ def _lower(net, header: artifact.Header, tmp: Path) -> tuple[str, dict]:
     if target is None:
         raise InputError(f"unknown minimum_deployment_target {target_name!r}; expected e.g. iOS17, iOS18, macOS14")
     ep = artifact.capture(net, header.spec).run_decompositions({})
-    precision = ct.precision.FLOAT16 if header.precision == "fp16" else ct.precision.FLOAT32
+    precision = ct.precision.FLOAT32 if header.precision == "fp32" else ct.precision.FLOAT16
     model = ct.convert(ep, convert_to="mlprogram", minimum_deployment_target=target, compute_precision=precision,
                        skip_model_load=True)
+    if header.precision in COMPRESSED:
+        model = _compress(model, header.precision)
     ops = sorted({op.op_type for f in model._mil_program.functions.values() for op in f.operations})
     out_name = model.get_spec().description.output[0].name
     ct.utils.rename_feature(model._spec, out_name, OUTPUT)
@@ -69,13 +75,52 @@ def _lower(net, header: artifact.Header, tmp: Path) -> tuple[str, dict]:
                         if not on_macos() else "measured on CPU_ONLY"}
 
 
+def _compress(model, precision: str):
+    """Weight compression with coremltools.optimize.coreml (works off macOS; tiny tensors stay fp16)."""
+    cto = require("coremltools.optimize.coreml", "coreml")
+    op = {"w8": lambda: cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel"),
+          "w4": lambda: cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block",
+                                                    block_size=32),
+          "palette6": lambda: cto.OpPalettizerConfig(mode="kmeans", nbits=6, granularity="per_tensor"),
+          "palette4": lambda: cto.OpPalettizerConfig(mode="kmeans", nbits=4, granularity="per_tensor")}[precision]()
+    config = cto.OptimizationConfig(global_config=op)
+    if precision.startswith("palette"):
+        return cto.palettize_weights(model, config)
+    return cto.linear_quantize_weights(model, config)
+
+
+def decompressed_state_dict(artifact_or_dir, reference: dict) -> dict:
+    """The network weights as stored in a Core ML artifact, decompressed to float in Python (no macOS needed).
+
+    `reference` is the torch state_dict the artifact was converted from (for names and shapes); loading the
+    result into that network measures what compression did to quality, e.g. its FID-proxy.
+    """
+    import torch
+
+    ct = require("coremltools", "coreml")
+    cto = require("coremltools.optimize.coreml", "coreml")
+    art = artifact.open_artifact(artifact_or_dir, backend=BACKEND)
+    with artifact.native_errors(art.model_path, "coremltools"):
+        model = cto.decompress_weights(ct.models.MLModel(str(art.model_path), skip_model_load=True))
+        consts = cto.get_weights_metadata(model, weight_threshold=0)
+    out = {}
+    for key, value in reference.items():
+        name = "p_" + key.replace(".", "_")
+        names = [f"{name}_to_fp16{suffix}" for suffix in ("_quantized", "_palettized", "")] + [name]
+        meta = next((consts[n] for n in names if n in consts), None)
+        out[key] = value.clone() if meta is None else torch.from_numpy(np.asarray(meta.val, np.float32)
+                                                                        .reshape(value.shape))
+    return out
+
+
 def _describe(model, header: artifact.Header) -> None:
     """Author, licence, version, input/output descriptions and the artifact fields as user metadata."""
     opts = header.options
     model.author, model.license, model.version = opts["author"], opts["license"], opts["version"]
     model.short_description = "edgediff denoiser network F(x, t, label) (EDM preconditioning runs on the host)"
     texts = {"x": "c_in(σ)·x, float32 [B,C,H,W]", "t": "c_noise(σ) = log(σ)/4, float32 [B]",
-             "label": "class index int32 [B]; num_classes means unconditional"}
+             "label": "class index int32 [B]; num_classes means unconditional",
+             "w": "guidance scale float32 [B] (1 = none), one call per step"}
     for name in header.spec:
         model.input_description[name] = texts[name]
     model.output_description[OUTPUT] = "F [B,C,H,W] (fp16 or fp32); D = c_skip·x + c_out·F on the host"
@@ -96,8 +141,14 @@ class CoreMLRunner:
         with artifact.native_errors(model_file, "Core ML"):
             self._model = ct.models.MLModel(str(model_file), compute_units=ct.ComputeUnit[compute_units])
 
-    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None) -> np.ndarray:
-        inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label)
+    @property
+    def takes_guidance(self) -> bool:
+        """True for guidance-embedding students: pass w instead of a second, unconditional call."""
+        return "w" in self.spec
+
+    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None,
+                 w: np.ndarray | None = None) -> np.ndarray:
+        inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label, w)
         return np.asarray(self._model.predict(inputs)[OUTPUT], dtype=np.float32)
 
 

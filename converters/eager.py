@@ -7,7 +7,7 @@ import torch
 
 from edgediff import checkpoint
 from edgediff.errors import InputError
-from edgediff.inputs import check_runner_inputs
+from edgediff.inputs import check_guidance, check_runner_inputs
 
 
 class EagerRunner:
@@ -19,14 +19,24 @@ class EagerRunner:
         self.channels, self.resolution, self.num_classes = channels, resolution, num_classes
         self.threads = threads
 
-    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def takes_guidance(self) -> bool:
+        """True for guidance-embedding students: pass w instead of a second, unconditional call."""
+        return bool(getattr(getattr(self.net, "config", None), "guidance_embed", False))
+
+    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None,
+                 w: np.ndarray | None = None) -> np.ndarray:
         x, t, label = check_runner_inputs(x, t, label, channels=self.channels, resolution=self.resolution,
                                           num_classes=self.num_classes)
+        guided = self.takes_guidance
+        if w is not None and not guided:
+            raise InputError("this model takes no guidance input w; guide it with two calls (classifier-free guidance)")
+        extra = (torch.from_numpy(check_guidance(w, len(x))),) if guided else ()
         if self.threads:
             torch.set_num_threads(self.threads)
         lab = torch.from_numpy(label.astype(np.int64)) if label is not None else None
         with torch.inference_mode():
-            return self.net(torch.from_numpy(x), torch.from_numpy(t), lab).numpy()
+            return self.net(torch.from_numpy(x), torch.from_numpy(t), lab, *extra).numpy()
 
 
 def load(model="default", *, threads: int | None = None, **unknown) -> EagerRunner:

@@ -86,8 +86,9 @@ def _quantize_int8(net, ep, spec: artifact.InputSpec, calibration):
     model = pt2e.prepare_pt2e(ep.module(), quantizer)
     classes = net.config.num_classes if "label" in spec else 0
     with torch.no_grad():
-        for x, t, label in calibration.batches(spec["x"][0][0]):
-            inputs = artifact.prepare_inputs(spec, classes, x, t, label if classes else None)
+        for x, t, label, w in calibration.batches(spec["x"][0][0]):
+            inputs = artifact.prepare_inputs(spec, classes, x, t, label if classes else None,
+                                             w if "w" in spec else None)
             model(*(torch.from_numpy(v) for v in inputs.values()))
     model = pt2e.convert_pt2e(model)
     return torch.export.export(model, artifact.example_inputs(spec))
@@ -225,10 +226,16 @@ class ExecuTorchRunner:
         with artifact.native_errors(model_file, "ExecuTorch"):
             self._method = runtime.load_program(Path(model_file)).load_method("forward")
 
-    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def takes_guidance(self) -> bool:
+        """True for guidance-embedding students: pass w instead of a second, unconditional call."""
+        return "w" in self.spec
+
+    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None,
+                 w: np.ndarray | None = None) -> np.ndarray:
         import torch
 
-        inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label)
+        inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label, w)
         with artifact.native_errors(self.model_file, "ExecuTorch"):
             out = self._method.execute([torch.from_numpy(v) for v in inputs.values()])
         return out[0].numpy().astype(np.float32, copy=True)

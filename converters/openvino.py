@@ -65,8 +65,9 @@ def _quantize_int8(model, header: artifact.Header, calibration):
     nncf = require("nncf", "openvino")
     batch = header.spec["x"][0][0]
     items = [list(artifact.prepare_inputs(header.spec, header.num_classes, x, t,
-                                          label if header.num_classes else None).values())
-             for x, t, label in calibration.batches(batch)]
+                                          label if header.num_classes else None,
+                                          w if "w" in header.spec else None).values())
+             for x, t, label, w in calibration.batches(batch)]
     return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), model_type=nncf.ModelType.TRANSFORMER,
                          ignored_scope=nncf.IgnoredScope(patterns=list(KEEP_FLOAT), validate=False))
 
@@ -109,8 +110,14 @@ class OpenVINORunner:
         self.spec, self.num_classes = header.spec, header.num_classes
         self._request = compiled.create_infer_request()
 
-    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None) -> np.ndarray:
-        inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label)
+    @property
+    def takes_guidance(self) -> bool:
+        """True for guidance-embedding students: pass w instead of a second, unconditional call."""
+        return "w" in self.spec
+
+    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None,
+                 w: np.ndarray | None = None) -> np.ndarray:
+        inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label, w)
         out = self._request.infer(list(inputs.values()))
         return np.array(out[0], dtype=np.float32, copy=True)
 

@@ -56,13 +56,13 @@ def _on_phone(art: artifact.Artifact, reference, pytestconfig) -> bench.Record:
     """Push and run the .pte with the user's executor_runner; parity on one mid-σ input when it writes outputs."""
     device = adb.pick_device(adb.devices(), pytestconfig.getoption("--adb-serial"))
     runner_bin = adb.find_runner(pytestconfig.getoption("--executor-runner"))
-    x, t, label = parity.fixed_inputs(art.spec, Preconditioning.from_dict(art.precond),
-                                      num_classes=art.num_classes)[2]
-    inputs = list(artifact.prepare_inputs(art.spec, art.num_classes, x, t, label).values())
+    fixed = parity.fixed_inputs(art.spec, Preconditioning.from_dict(art.precond), num_classes=art.num_classes)[2]
+    inputs = list(artifact.prepare_inputs(art.spec, art.num_classes, *fixed).values())
+    x = fixed[0]
     run = adb.run_pte(art.model_path, runner_bin, device=device, iters=ITERS, warmup=WARMUP, inputs=inputs)
     db = None
     if run.output is not None and reference is not None:
-        db = parity.psnr_db(reference(x, t, label), run.output.reshape(x.shape))
+        db = parity.psnr_db(reference(*fixed), run.output.reshape(x.shape))
     return adb.to_record(art, run, parity_db=db, facts=adb.phone_facts(device))
 
 

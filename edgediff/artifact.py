@@ -24,9 +24,10 @@ import numpy as np
 
 from . import schema
 from .errors import EdgediffError, InputError, ModelFileError
-from .inputs import check_runner_inputs
+from .inputs import check_guidance, check_runner_inputs
 
 SCHEMA_VERSION = schema.ARTIFACT_SCHEMA_VERSIONS[1]  # the version this edgediff writes
+SIDECARS = ("calibration.npz",)  # shipped and hash-checked with the artifact, not part of the deployed size
 safe_name = schema.safe_name
 ARTIFACT_FILE = "artifact.json"
 InputSpec = dict[str, tuple[tuple[int, ...], str]]
@@ -87,11 +88,15 @@ class Header:
 
 
 def make_spec(*, batch: int = 1, channels: int, resolution: int, num_classes: int,
-              label_dtype: str = "int32") -> InputSpec:
-    """The static input spec of a (x, t[, label]) network."""
+              label_dtype: str = "int32", guidance_input: bool = False) -> InputSpec:
+    """The static input spec of a (x, t[, label[, w]]) network; `w` = guidance scale of a guidance-embedding one."""
     spec: InputSpec = {"x": ((batch, channels, resolution, resolution), "float32"), "t": ((batch,), "float32")}
     if num_classes:
         spec["label"] = ((batch,), label_dtype)
+    if guidance_input:
+        if not num_classes:
+            raise InputError("a guidance input needs a class-conditional model (guidance mixes label and null)")
+        spec["w"] = ((batch,), "float32")
     return spec
 
 
@@ -102,9 +107,10 @@ def example_inputs(spec: InputSpec) -> tuple:
     return tuple(torch.zeros(shape, dtype=getattr(torch, dtype)) for shape, dtype in spec.values())
 
 
-def prepare_inputs(spec: InputSpec, num_classes: int, x, t, label, *,
+def prepare_inputs(spec: InputSpec, num_classes: int, x, t, label, w=None, *,
                    allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
-    """Check runner inputs against the static spec; return them in spec order and dtypes (label None = null)."""
+    """Check runner inputs against the static spec; return them in spec order and dtypes (label None = null,
+    w None = guidance 1)."""
     shape = spec["x"][0]
     x, t, label = check_runner_inputs(x, t, label, channels=shape[1], resolution=shape[2],
                                       num_classes=num_classes, batch=shape[0], allow_nonfinite=allow_nonfinite)
@@ -116,7 +122,12 @@ def prepare_inputs(spec: InputSpec, num_classes: int, x, t, label, *,
         return {"x": x, "t": t}
     if label is None:
         label = np.full(shape[0], num_classes)
-    return {"x": x, "t": t, "label": np.ascontiguousarray(label.astype(spec["label"][1]))}
+    out = {"x": x, "t": t, "label": np.ascontiguousarray(label.astype(spec["label"][1]))}
+    if "w" in spec:
+        out["w"] = check_guidance(w, shape[0])
+    elif w is not None:
+        raise InputError("this artifact takes no guidance input w; guide it with two calls (classifier-free guidance)")
+    return out
 
 
 def weights_sha256(net) -> str:
@@ -201,7 +212,7 @@ def commit(tmp: Path, out_dir: os.PathLike, header: Header, *, model_file: str, 
         raise ModelFileError(f"model file {model_file} was not written into {tmp}")
     art = Artifact(path=out_dir, backend=header.backend, precision=header.precision, spec=header.spec,
                    precond=header.precond, sampler_defaults=header.sampler_defaults,
-                   size_bytes=sum((tmp / n).stat().st_size for n in hashes), sha256=hashes,
+                   size_bytes=sum((tmp / n).stat().st_size for n in hashes if n not in SIDECARS), sha256=hashes,
                    parity_db=_finite(db), parity_maxabs=_finite(maxabs),
                    op_coverage=op_coverage, source={**header.source, "key": header.key}, model_file=model_file,
                    num_classes=header.num_classes, options=header.options)
@@ -285,7 +296,8 @@ def _from_json(path: Path, meta: dict) -> Artifact:
     if not _holds(meta["sha256"], meta["model_file"]):
         raise ModelFileError(f"{path / ARTIFACT_FILE} names model file {meta['model_file']!r}, which its sha256 "
                              f"table does not list")
-    spec = {k: (tuple(meta["spec"][k][0]), meta["spec"][k][1]) for k in ("x", "t", "label") if k in meta["spec"]}
+    spec = {k: (tuple(meta["spec"][k][0]), meta["spec"][k][1]) for k in ("x", "t", "label", "w")
+            if k in meta["spec"]}
     return Artifact(**{**meta, "path": path, "spec": spec})
 
 
@@ -347,8 +359,8 @@ def header_for(net, spec: InputSpec, *, backend: str, precision: str, precond, s
 
 def _check_spec(spec: InputSpec) -> None:
     names = list(spec)
-    if names not in (["x", "t"], ["x", "t", "label"]):
-        raise InputError(f"spec must name inputs x, t[, label] in that order; got {names}")
+    if names not in (["x", "t"], ["x", "t", "label"], ["x", "t", "label", "w"]):
+        raise InputError(f"spec must name inputs x, t[, label[, w]] in that order; got {names}")
     shape = tuple(spec["x"][0])
     if len(shape) != 4 or shape[2] != shape[3] or spec["t"][0] != (shape[0],) or spec["x"][1] != "float32":
         raise InputError(f"spec x must be float32 [B,C,R,R] and t [B]; got {spec}")

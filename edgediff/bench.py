@@ -113,11 +113,12 @@ class _Counted:
 
     def __init__(self, runner):
         self.runner, self.calls, self.seconds = runner, 0, 0.0
+        self.takes_guidance = getattr(runner, "takes_guidance", False)
 
-    def __call__(self, x, t, label=None):
+    def __call__(self, x, t, label=None, *w):
         t0 = time.perf_counter()
         try:
-            return self.runner(x, t, label)
+            return self.runner(x, t, label, *w)
         finally:
             self.seconds += time.perf_counter() - t0
             self.calls += 1

@@ -21,27 +21,33 @@ CALIBRATION_FILE = "calibration.npz"
 
 @dataclass(frozen=True)
 class Calibration:
-    """N network inputs: x float32 [N,C,H,W], t float32 [N], label int64 [N] (or None if unconditional)."""
+    """N network inputs: x float32 [N,C,H,W], t float32 [N], label int64 [N] (None if unconditional) and, for
+    guidance-embedding students, the guidance scales w float32 [N]."""
 
     x: np.ndarray
     t: np.ndarray
     label: np.ndarray | None
     source: str = "trajectory"
+    w: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.x)
 
     def batches(self, batch: int):
-        """Yield (x, t, label) in chunks of exactly `batch` (the tail is dropped: static-shape graphs)."""
+        """Yield (x, t, label, w) in chunks of exactly `batch` (the tail is dropped: static-shape graphs)."""
         for i in range(0, len(self) - batch + 1, batch):
-            lab = None if self.label is None else self.label[i:i + batch]
-            yield self.x[i:i + batch], self.t[i:i + batch], lab
+            part = slice(i, i + batch)
+            yield self.x[part], self.t[part], _take(self.label, part), _take(self.w, part)
 
     def subset(self, n: int, *, seed: int = 0) -> Calibration:
         if n >= len(self):
             return self
         idx = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
-        return Calibration(self.x[idx], self.t[idx], None if self.label is None else self.label[idx], self.source)
+        return Calibration(self.x[idx], self.t[idx], _take(self.label, idx), self.source, _take(self.w, idx))
+
+
+def _take(a: np.ndarray | None, idx):
+    return None if a is None else a[idx]
 
 
 class Recorder:
@@ -49,18 +55,21 @@ class Recorder:
 
     def __init__(self, runner: Runner):
         self.runner, self.calls = runner, []
+        self.takes_guidance = getattr(runner, "takes_guidance", False)
 
-    def __call__(self, x, t, label=None):
-        self.calls.append((np.array(x, np.float32), np.array(t, np.float32), None if label is None else
-                           np.array(label, np.int64)))
-        return self.runner(x, t, label)
+    def __call__(self, x, t, label=None, w=None):
+        self.calls.append((np.array(x, np.float32), np.array(t, np.float32),
+                           None if label is None else np.array(label, np.int64),
+                           None if w is None else np.array(w, np.float32)))
+        return self.runner(x, t, label) if w is None else self.runner(x, t, label, w)
 
     def calibration(self) -> Calibration:
         if not self.calls:
             raise InputError("the recorder saw no calls; sample something through it first")
-        xs, ts, labels = zip(*self.calls, strict=True)
+        xs, ts, labels, ws = zip(*self.calls, strict=True)
         label = None if labels[0] is None else np.concatenate(labels)
-        return Calibration(np.concatenate(xs), np.concatenate(ts), label)
+        w = None if ws[0] is None else np.concatenate(ws)
+        return Calibration(np.concatenate(xs), np.concatenate(ts), label, w=w)
 
 
 def collect(runner: Runner, precond: Preconditioning, shape: tuple[int, int, int], *, num_classes: int,
@@ -82,7 +91,8 @@ def random_inputs(like: Calibration, *, seed: int = 0) -> Calibration:
     x = rng.standard_normal(like.x.shape, dtype=np.float32)
     t = rng.uniform(like.t.min(), like.t.max(), like.t.shape).astype(np.float32)
     label = None if like.label is None else rng.integers(0, like.label.max() + 1, like.label.shape)
-    return Calibration(x, t, label, source="random")
+    w = None if like.w is None else rng.uniform(0.0, 4.0, like.w.shape).astype(np.float32)
+    return Calibration(x, t, label, source="random", w=w)
 
 
 def save(path: Path, calib: Calibration) -> Path:
@@ -90,8 +100,9 @@ def save(path: Path, calib: Calibration) -> Path:
     from .checkpoint import atomic_path
 
     arrays = {"x": calib.x, "t": calib.t, "source": np.array(calib.source)}
-    if calib.label is not None:
-        arrays["label"] = calib.label
+    for name in ("label", "w"):
+        if getattr(calib, name) is not None:
+            arrays[name] = getattr(calib, name)
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
     return Path(path)
@@ -101,7 +112,8 @@ def load(path: Path) -> Calibration:
     try:
         with np.load(Path(path), allow_pickle=False) as z:
             label = z["label"] if "label" in z.files else None
-            return Calibration(z["x"].astype(np.float32), z["t"].astype(np.float32), label, str(z["source"]))
+            w = z["w"].astype(np.float32) if "w" in z.files else None
+            return Calibration(z["x"].astype(np.float32), z["t"].astype(np.float32), label, str(z["source"]), w)
     except (OSError, ValueError, KeyError, EOFError) as e:
         raise ModelFileError(f"{path} is not a calibration .npz written by edgediff ({e})") from None
 
@@ -111,7 +123,7 @@ def fingerprint(calib: Calibration) -> str:
     import hashlib
 
     h = hashlib.sha256(calib.source.encode())
-    for a in (calib.x, calib.t, calib.label):
+    for a in (calib.x, calib.t, calib.label, calib.w):
         if a is not None:
             h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()

@@ -49,6 +49,24 @@ def _distill(a):
     print(f"consistency student written to {out}")
 
 
+def _compress_report(a):
+    from . import compression
+
+    path = compression.report(a.model, Path(a.out), fid=a.fid, threads=a.threads, naive=not a.no_naive,
+                              progress=not a.quiet)
+    print(path.read_text(), end="")
+
+
+def _pipeline(a):
+    from . import pipeline
+
+    p = pipeline.plan(a.model, Path(a.out), student=None if a.student == "none" else a.student,
+                      pruned=None if a.pruned == "none" else a.pruned, fid=a.fid)
+    stages = a.stages.split(",") if a.stages else pipeline.STAGES
+    readme = pipeline.run(p, stages=stages, progress=not a.quiet)
+    print(f"done: {readme}")
+
+
 def _train_metric(a):
     from . import metrics
 
@@ -176,6 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
     k.add_argument("--quiet", action="store_true")
     k.set_defaults(fn=_distill)
+
+    q = sub.add_parser("compress-report", help="int8/w8 variants of models beside fp32: FID-proxy, ms/step, MB")
+    q.add_argument("--model", nargs="+", default=["default"], help="models to compare, the reference first")
+    q.add_argument("--out", required=True, help="report dir (artifacts are built in OUT/artifacts)")
+    q.add_argument("--fid", type=int, default=1000, help="samples per variant for FID-proxy (0: skip)")
+    q.add_argument("--threads", type=int)
+    q.add_argument("--no-naive", action="store_true", help="skip the random-input-calibrated int8 comparison")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(fn=_compress_report)
+
+    pl = sub.add_parser("pipeline", help="the whole job: convert for every runtime, sample, bench, OUT/README.md")
+    pl.add_argument("--model", default="default", help="the base model: 'default', a shipped name or a dir")
+    pl.add_argument("--student", default="auto", help="few-step student to deploy: auto (shipped <model>-cd), a "
+                    "model dir, or none")
+    pl.add_argument("--pruned", default="auto", help="pruned model to compare: auto (shipped <model>-p50), a dir, "
+                    "or none")
+    pl.add_argument("--out", required=True, help="output dir; re-running skips finished stages")
+    pl.add_argument("--stages", help=f"comma-separated subset of {','.join(('convert', 'sample', 'bench', 'readme'))}")
+    pl.add_argument("--fid", type=int, default=0, help="FID-proxy samples per bench target (0: latency only)")
+    pl.add_argument("--quiet", action="store_true")
+    pl.set_defaults(fn=_pipeline)
 
     m = sub.add_parser("train-metric", help="train the digit classifier behind FID-proxy")
     m.add_argument("--out", required=True)

@@ -116,8 +116,9 @@ def distill(model, out: Path, *, config: DistillConfig = DistillConfig(), steps:
     if teacher.unet.guidance_embed or teacher.precond.kind != "edm":
         raise InputError(f"{model} is already a consistency student; distil from an EDM teacher")
     cfg = train.TrainConfig(**{**teacher.meta.get("training", {}), "steps": steps, "batch_size": batch_size,
-                               "lr": lr, "warmup_steps": min(100, steps), "checkpoint_every": max(1, min(100, steps)),
+                               "lr": lr, "warmup_steps": 100, "checkpoint_every": max(1, min(100, steps)),
                                **{k: v for k, v in train_overrides.items() if v is not None}})
+    torch.manual_seed(cfg.seed)  # the fresh w-embedding's initialisation is part of the recipe
     student = UNet(teacher.unet.replace(guidance_embed=True))
     student.load_state_dict(teacher.net.state_dict(), strict=False)  # w_mlp starts at zero: f ≈ teacher's D
     precond = ConsistencyPreconditioning(**dataclasses.asdict(teacher.precond))

@@ -63,8 +63,12 @@ def generate(runner: Runner, precond: Preconditioning, shape: tuple[int, int, in
     for start in chunks:
         lab = labels[start:start + req.batch_size] if labels is not None else None
         b = len(lab) if lab is not None else min(req.batch_size, req.n - start)
-        cond = make_denoiser(runner, precond, label=lab)
-        if lab is not None and req.guidance not in (None, 1.0):
+        if getattr(runner, "takes_guidance", False):  # guidance is an input: one call per step
+            w = np.full(b, 1.0 if req.guidance is None else req.guidance, np.float32)
+            cond = make_denoiser(runner, precond, label=lab, w=w)
+        else:
+            cond = make_denoiser(runner, precond, label=lab)
+        if lab is not None and req.guidance not in (None, 1.0) and not getattr(runner, "takes_guidance", False):
             uncond = make_denoiser(runner, precond, label=np.full_like(lab, num_classes))
             cond = classifier_free_guidance(cond, uncond, req.guidance)
         out.append(sample(cond, (b, *shape), sampler=req.sampler, steps=req.steps, rng=rng,
@@ -149,19 +153,23 @@ def open_runner(model, backend: str, options: dict):
 def static_batch(runner: Runner, batch: int) -> Runner:
     """Serve any batch size from a Runner compiled for exactly `batch` (split, pad the tail, crop)."""
 
-    def run(x, t, label=None):
-        n = x.shape[0]
-        if n == batch:
-            return runner(x, t, label)
-        pad = -n % batch
-        xs = np.concatenate([x, np.repeat(x[-1:], pad, 0)]) if pad else x
-        ts = np.concatenate([t, np.repeat(t[-1:], pad, 0)]) if pad else t
-        ls = None if label is None else (np.concatenate([label, np.repeat(label[-1:], pad, 0)]) if pad else label)
-        outs = [runner(xs[i:i + batch], ts[i:i + batch], None if ls is None else ls[i:i + batch])
-                for i in range(0, n + pad, batch)]
-        return np.concatenate(outs)[:n]
+    class Run:
+        takes_guidance = getattr(runner, "takes_guidance", False)
 
-    return run
+        def __call__(self, x, t, label=None, *w):
+            n = x.shape[0]
+            if n == batch:
+                return runner(x, t, label, *w)
+            pad = -n % batch
+
+            def padded(a):
+                return None if a is None else (np.concatenate([a, np.repeat(a[-1:], pad, 0)]) if pad else a)
+
+            parts = [padded(a) for a in (x, t, label, *w)]
+            outs = [runner(*(None if a is None else a[i:i + batch] for a in parts)) for i in range(0, n + pad, batch)]
+            return np.concatenate(outs)[:n]
+
+    return Run()
 
 
 def read(path: Path, labels: str | None = "auto") -> tuple[np.ndarray, np.ndarray | None]:

@@ -51,3 +51,15 @@ def _array(value, name: str) -> np.ndarray:
     if arr.dtype.hasobject:
         raise InputError(f"{name} has dtype object; expected a numeric numpy array")
     return arr
+
+
+def check_guidance(w, batch: int) -> np.ndarray:
+    """Guidance scales for a guidance-embedding model: float32 [batch], finite, >= 0 (None = 1, no guidance)."""
+    if w is None:
+        return np.ones(batch, np.float32)
+    w = np.asarray(w)
+    if w.shape != (batch,) or not np.issubdtype(w.dtype, np.floating):
+        raise InputError(f"w must be floats of shape ({batch},), one guidance scale per image; got {w.dtype} {w.shape}")
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise InputError("w (guidance scale) must be finite and >= 0")
+    return np.ascontiguousarray(w, dtype=np.float32)

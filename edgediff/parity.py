@@ -27,8 +27,8 @@ def gate_for(precision: str) -> float:
 
 
 def fixed_inputs(spec: InputSpec, precond: Preconditioning, *, num_classes: int = 0, n: int = 6,
-                 seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Seeded network inputs (c_in·(x0 + σ·ε), c_noise(σ), label) at n σ log-spaced from σ_min to σ_max."""
+                 seed: int = 0) -> list[tuple[np.ndarray, ...]]:
+    """Seeded network inputs (c_in·(x0 + σ·ε), c_noise(σ), label[, w]) at n σ log-spaced from σ_min to σ_max."""
     rng = np.random.default_rng(seed)
     shape = spec["x"][0]
     sigmas = np.exp(np.linspace(math.log(precond.sigma_min), math.log(precond.sigma_max), n))
@@ -38,7 +38,8 @@ def fixed_inputs(spec: InputSpec, precond: Preconditioning, *, num_classes: int 
         x = (precond.c_in(sigma) * (x0 + sigma * rng.standard_normal(shape))).astype(np.float32)
         t = np.full(shape[0], precond.c_noise(sigma), dtype=np.float32)
         label = rng.integers(0, num_classes + 1, size=shape[0]) if "label" in spec else None
-        out.append((x, t, label))
+        w = (rng.uniform(0.0, 4.0, size=shape[0]).astype(np.float32),) if "w" in spec else ()
+        out.append((x, t, label, *w))
     return out
 
 
@@ -62,8 +63,8 @@ def measure(runner: Runner, reference_runner: Runner, spec: InputSpec, precond: 
             num_classes: int = 0) -> tuple[float, float]:
     """(worst PSNR in dB over the fixed inputs, max-abs error) of `runner` against `reference_runner`."""
     dbs, maxabs = [], 0.0
-    for x, t, label in fixed_inputs(spec, precond, num_classes=num_classes):
-        ref, out = reference_runner(x, t, label), runner(x, t, label)
+    for inputs in fixed_inputs(spec, precond, num_classes=num_classes):
+        ref, out = reference_runner(*inputs), runner(*inputs)
         dbs.append(psnr_db(ref, out))
         maxabs = max(maxabs, float(np.max(np.abs(np.asarray(ref, np.float64) - np.asarray(out, np.float64)))))
     return min(dbs), maxabs

@@ -159,8 +159,9 @@ def recover(model, out: Path, *, prune_config: PruneConfig = PruneConfig(), step
     from .unet import count_params, flops_per_step
 
     teacher = checkpoint.load(model)
-    cfg = train.TrainConfig(**{**teacher.meta.get("training", {}), "steps": max(1, steps), "lr": lr, "warmup_steps":
-                               min(100, steps), "checkpoint_every": max(1, min(100, steps)),
+    cfg = train.TrainConfig(**{**teacher.meta.get("training", {}), "steps": max(1, steps), "lr": lr,
+                               "warmup_steps": 100,
+                               "checkpoint_every": max(1, min(100, steps)),
                                **{k: v for k, v in train_overrides.items() if v is not None}})
     out = Path(out)
     if resume and (out / "latest").is_file():

@@ -74,7 +74,7 @@ RANGES = {
     ("precond", "sigma_data"): _between(0.0, 1e4, lo_open=True),
     ("precond", "sigma_min"): _between(0.0, 1e4, lo_open=True),
     ("precond", "sigma_max"): _between(0.0, 1e6, lo_open=True),
-    ("precond", "kind"): _one_of("edm"),
+    ("precond", "kind"): _one_of("edm", "consistency"),
     ("training", "steps"): _between(1, 10**9),
     ("training", "batch_size"): _between(1, 65536),
     ("training", "lr"): _between(0.0, 10.0, lo_open=True),
@@ -389,8 +389,8 @@ def _artifact_value_problems(meta: dict, dtypes) -> list[str]:
     if any(not _HEX64.fullmatch(h) for h in meta["sha256"].values()):
         problems.append("sha256 values must be 64 lowercase hex digits")
     spec = meta["spec"]
-    if set(spec) not in ({"x", "t"}, {"x", "t", "label"}):
-        problems.append(f"spec names inputs {sorted(spec)}; expected x, t[, label]")
+    if set(spec) not in ({"x", "t"}, {"x", "t", "label"}, {"x", "t", "label", "w"}):
+        problems.append(f"spec names inputs {sorted(spec)}; expected x, t[, label[, w]]")
     for name, (shape, dtype) in spec.items():
         if not 1 <= len(shape) <= 8 or any(not 1 <= d <= 65536 for d in shape) or dtype not in dtypes:
             problems.append(f"spec.{name} = {_show([shape, dtype])}; expected 1-8 dims in 1..65536 and a "

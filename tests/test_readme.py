@@ -10,6 +10,6 @@ def readme_commands() -> list[str]:
 
 def test_readme_opens_with_two_commands_and_ci_runs_the_second_verbatim():
     main_job, tests = readme_commands()
-    assert "edgediff sample --model default" in main_job and "pytest" in tests
+    assert "edgediff pipeline" in main_job and "pytest" in tests
     ci_lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert tests in ci_lines

@@ -1,0 +1,90 @@
+"""Few-step generation (issue #6): the consistency student against its teacher, quality and speed in one run.
+
+    python benchmarks/few_step.py [--teacher default] [--student mnist-tiny-cd] [--n 1000] [--out runs/few_step]
+
+1. Quality vs steps: FID-proxy (1000 samples, seed 0) for the teacher (euler 50, dpmpp_2m 10/20) and the student
+   (1, 2, 4 consistency steps), plus guided label accuracy (teacher CFG vs the student's folded-in w).
+2. Speed: one image end to end (sampler included), batch 1, min of 3 medians: the teacher with euler-50 on torch
+   eager against the 2-step student on eager, ExecuTorch and OpenVINO.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from edgediff import generate, metrics
+from edgediff.converters import convert_model
+from edgediff.latency import min_of_medians
+from edgediff.report import markdown_table
+
+QUALITY = [("teacher", "euler", 50, 1.0), ("teacher", "dpmpp_2m", 10, 1.0), ("teacher", "dpmpp_2m", 20, 1.0),
+           ("student", "consistency", 1, 1.0), ("student", "consistency", 2, 1.0),
+           ("student", "consistency", 4, 1.0), ("teacher", "dpmpp_2m", 10, 2.0), ("student", "consistency", 2, 2.0)]
+
+
+def quality(models: dict, n: int) -> list[dict]:
+    rows = []
+    for who, sampler, steps, g in QUALITY:
+        req = generate.Request(n=n, seed=0, sampler=sampler, steps=steps, guidance=g)
+        images, labels = generate.from_model(models[who], request=req)
+        ev = metrics.evaluate(images, labels)
+        calls = steps * (2 if g != 1.0 and who == "teacher" else 1)
+        rows.append({"model": who, "sampler": sampler, "steps": steps, "guidance": g, "calls": calls,
+                     "fid": ev.fid, "floor": ev.floor_fid, "accuracy": ev.accuracy})
+        print(f"{who:<8} {sampler:<12} {steps:>3} g={g:g}: FID-proxy {ev.fid:.2f} acc {ev.accuracy:.3f}", flush=True)
+    return rows
+
+
+def speed(models: dict, work: Path) -> list[dict]:
+    arts = {b: convert_model(models["student"], b, work / b) for b in ("executorch", "openvino")}
+    cases = [("teacher", "eager", models["teacher"], "euler", 50), ("student", "eager", models["student"],
+                                                                        "consistency", 2)]
+    cases += [("student", b, str(a.path), "consistency", 2) for b, a in arts.items()]
+    rows = []
+    for who, backend, src, sampler, steps in cases:
+        runner, precond, classes, shape, _ = generate.open_runner(src, "auto", {})
+        req = generate.Request(n=1, seed=0, sampler=sampler, steps=steps, guidance=1.0, batch_size=1)
+        ms = min_of_medians(lambda r=runner, p=precond, c=classes, s=shape, q=req:
+                            generate.generate(r, p, s, q, num_classes=c), warmup=3, iters=15)
+        rows.append({"model": who, "backend": backend, "sampler": f"{sampler}-{steps}", "image_ms": ms})
+    base = rows[0]["image_ms"]
+    for r in rows:
+        r["speedup_vs_teacher_euler50_eager"] = base / r["image_ms"]
+        print(f"{r['model']:<8} {r['backend']:<10} {r['sampler']:<14} {r['image_ms']:8.2f} ms/image "
+              f"({r['speedup_vs_teacher_euler50_eager']:.1f}x)", flush=True)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--teacher", default="default")
+    p.add_argument("--student", default="mnist-tiny-cd")
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--skip-quality", action="store_true")
+    p.add_argument("--out", default="runs/few_step")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    models = {"teacher": a.teacher, "student": a.student}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    speed_rows = speed(models, Path(tempfile.mkdtemp()))
+    quality_rows = [] if a.skip_quality else quality(models, a.n)
+    (out / "few_step.json").write_text(json.dumps({"quality": quality_rows, "speed": speed_rows}, indent=1))
+    if quality_rows:
+        print(markdown_table(["model", "sampler", "steps", "guidance", "network calls", "FID-proxy (floor)",
+                              "label acc"],
+                             [[r["model"], r["sampler"], r["steps"], f"{r['guidance']:g}", r["calls"],
+                               f"{r['fid']:.2f} ({r['floor']:.2f})", f"{r['accuracy']:.3f}"] for r in quality_rows]))
+    print(markdown_table(["model", "backend", "sampler", "ms / image", "× vs teacher euler-50 eager"],
+                         [[r["model"], r["backend"], r["sampler"], f"{r['image_ms']:.2f}",
+                           f"{r['speedup_vs_teacher_euler50_eager']:.1f}"] for r in speed_rows]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Calibration data recorded along real sampling trajectories (what quantizers are fed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgediff import calibrate, checkpoint
+from edgediff.converters import eager
+from edgediff.errors import InputError, ModelFileError
+from edgediff.sampling import schedule
+
+
+def test_recorder_sees_every_sigma_label_and_guidance_branch(small_model_dir):
+    md = checkpoint.load(small_model_dir)
+    runner = eager.load(md)
+    cal = calibrate.collect(runner, md.precond, (1, 32, 32), num_classes=10, samplers=(("euler", 3),),
+                            guidance=(1.0, 2.0), per_run=4)
+    # euler×3: 3 calls at guidance 1; 3 conditional + 3 unconditional calls at guidance 2; 4 images each
+    assert len(cal) == (3 + 6) * 4
+    want_t = {np.float32(md.precond.c_noise(s)) for s in schedule("euler", 3)[:-1]}
+    assert set(np.unique(cal.t)) == want_t
+    assert set(np.unique(cal.label)) == {0, 1, 2, 3, 10}  # 10 = the null label of the unconditional branch
+    # the recorded x are what the network saw: c_in-scaled trajectory states, not random draws
+    assert np.all(np.abs(cal.x.std(axis=(1, 2, 3)) - 1) < 0.6)
+
+
+def test_roundtrip_subset_and_fingerprint(tmp_path, rng):
+    cal = calibrate.Calibration(rng.standard_normal((10, 1, 4, 4), dtype=np.float32),
+                                rng.standard_normal(10).astype(np.float32), np.arange(10), w=np.ones(10, np.float32))
+    path = calibrate.save(tmp_path / "c.npz", cal)
+    back = calibrate.load(path)
+    np.testing.assert_array_equal(back.x, cal.x)
+    np.testing.assert_array_equal(back.w, cal.w)
+    assert calibrate.fingerprint(back) == calibrate.fingerprint(cal)
+    sub = cal.subset(4)
+    assert len(sub) == 4 and calibrate.fingerprint(sub) != calibrate.fingerprint(cal)
+    assert [len(b[0]) for b in cal.batches(3)] == [3, 3, 3]
+    rand = calibrate.random_inputs(cal)
+    assert rand.source == "random" and rand.x.shape == cal.x.shape
+
+
+def test_bad_calibration_inputs(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelFileError):
+        calibrate.load(tmp_path / "bad.npz")
+    with pytest.raises(InputError, match="needs calibration"):
+        calibrate.options_for("int8", None, needs=("int8",))
+    with pytest.raises(InputError, match="takes no calibration"):
+        calibrate.options_for("fp32", calibrate.Calibration(np.zeros((1, 1, 2, 2), np.float32),
+                                                            np.zeros(1, np.float32), None), needs=("int8",))
