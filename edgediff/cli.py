@@ -282,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("torchao").setLevel(logging.ERROR)  # optional-kernel notices on import are not ours to show
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # backends' deprecation notices, not the user's
+    logging.getLogger("nncf").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)

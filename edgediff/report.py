@@ -149,10 +149,10 @@ def _fmt(v, spec: str = ".2f") -> str:
 def bench_markdown(table: list[dict], host: dict, peak: float | None) -> str:
     """The bench table (FID-proxy column only when measured) plus a line describing the host and its fp32 peak."""
     fid = any(r.get("fid_proxy") is not None for r in table)
-    headers = ["backend", "precision", "device", "batch", "threads", "load ms", "ms/step p50", "ms/step p90",
+    headers = ["model", "backend", "precision", "device", "batch", "threads", "load ms", "ms/step p50", "ms/step p90",
                "image ms", "sampler %", "MB", "peak RSS MB", "parity dB", *(["FID-proxy"] if fid else []),
                "GFLOP/s", "speed-up"]
-    body = [[r["backend"], r["precision"], r["device"], r["batch"], _fmt(r.get("threads"), "d"),
+    body = [[r.get("model") or "–", r["backend"], r["precision"], r["device"], r["batch"], _fmt(r.get("threads"), "d"),
              _fmt(r["load_ms"], ".0f"), _fmt(r["step"]["p50"]), _fmt(r["step"]["p90"]), _fmt(r["image_ms"], ".1f"),
              _fmt(_pct(r["sampler_overhead_frac"]), ".1f"), _fmt(r["size_mb"]), _fmt(r.get("peak_rss_mb"), ".0f"),
              _fmt(r["parity_db"], ".1f"), *([_fmt(r.get("fid_proxy"))] if fid else []),
