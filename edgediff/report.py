@@ -89,7 +89,8 @@ def pareto_plot(rows: Sequence[dict], file) -> None:
     ax = fig.subplots()
     for i, (r, v) in enumerate(zip(pts, y, strict=True)):
         ax.scatter(r["image_ms"], v, s=40 + 20 * r["size_mb"], color=f"C{i % 10}", edgecolor="black", zorder=3,
-                   alpha=0.85, label=f"{_label(r).replace(chr(10), ' ')}, {r['size_mb']:.2f} MB")
+                   alpha=0.85, label=f"{r.get('model') or ''} {_label(r).replace(chr(10), ' ')}, {r['size_mb']:.2f} MB"
+                   .strip())
     floor = next((r.get("fid_floor") for r in measured if r.get("fid_floor") is not None), None)
     if floor is not None:
         ax.axhline(floor, color="gray", linestyle="--", label=f"real-vs-real floor (N={measured[0]['fid_n']})")

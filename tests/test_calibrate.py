@@ -21,8 +21,11 @@ def test_recorder_sees_every_sigma_label_and_guidance_branch(small_model_dir):
     want_t = {np.float32(md.precond.c_noise(s)) for s in schedule("euler", 3)[:-1]}
     assert set(np.unique(cal.t)) == want_t
     assert set(np.unique(cal.label)) == {0, 1, 2, 3, 10}  # 10 = the null label of the unconditional branch
-    # the recorded x are what the network saw: c_in-scaled trajectory states, not random draws
-    assert np.all(np.abs(cal.x.std(axis=(1, 2, 3)) - 1) < 0.6)
+    # the recorded x are what the network saw: c_in-scaled trajectory states. At the first step the state is
+    # sigma_max * noise, so c_in * state has unit std whatever the (random) network predicts afterwards.
+    first = cal.t == cal.t.max()
+    assert first.sum() == 3 * 4
+    assert np.all(np.abs(cal.x[first].std(axis=(1, 2, 3)) - 1) < 0.1)
 
 
 def test_roundtrip_subset_and_fingerprint(tmp_path, rng):
