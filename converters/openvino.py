@@ -6,6 +6,7 @@ runtime for bf16 inference (the CPU plugin's own default here, which is why f32 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -72,30 +73,41 @@ def _quantize_int8(model, header: artifact.Header, calibration):
                          ignored_scope=nncf.IgnoredScope(patterns=list(KEEP_FLOAT), validate=False))
 
 
+@functools.cache
+def core():
+    """The one process-wide `openvino.Core`.
+
+    Each Core installs a signal alternate stack when it first compiles and puts back the one it found when it is
+    destroyed; with two Cores whose lifetimes overlap, dropping them out of order leaves a freed stack installed
+    and the next signal (Ctrl-C) crashes the process with SIGSEGV. One Core that lives as long as the process
+    keeps every later (nested) Core's restore pointing at live memory.
+    """
+    return require("openvino", "openvino").Core()
+
+
 def devices() -> list[str]:
     """The devices this OpenVINO runtime can use here (CPU, GPU, NPU ...) plus the AUTO selector."""
-    return [*require("openvino", "openvino").Core().available_devices, "AUTO"]
+    return [*core().available_devices, "AUTO"]
 
 
 def _compile(model_file: Path, *, device: str, hint: str, threads: int | None, cache_dir=None):
     """Compile the IR for `device` with an explicit inference precision where the device takes one."""
-    ov = require("openvino", "openvino")
-    core = ov.Core()
-    known = [*core.available_devices, "AUTO"]
+    ov_core = core()
+    known = [*ov_core.available_devices, "AUTO"]
     if device not in known:
         raise InputError(f"OpenVINO device {device!r} is not available here; expected one of {', '.join(known)}")
     config = {"INFERENCE_PRECISION_HINT": hint}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     if device == "AUTO":  # AUTO forwards per-device settings to the device it picks
-        config = {"DEVICE_PROPERTIES": {d: _supported(core, d, config) for d in core.available_devices}}
+        config = {"DEVICE_PROPERTIES": {d: _supported(ov_core, d, config) for d in ov_core.available_devices}}
     else:
-        config = _supported(core, device, config)
+        config = _supported(ov_core, device, config)
     if cache_dir:
         config["CACHE_DIR"] = str(cache_dir)
     artifact.check_magic(model_file, b"<?xml", what="an OpenVINO IR")
     with artifact.native_errors(model_file, "OpenVINO"):
-        return core.compile_model(str(model_file), device, config)
+        return ov_core.compile_model(str(model_file), device, config)
 
 
 def _supported(core, device: str, config: dict) -> dict:

@@ -96,9 +96,9 @@ def unavailable(backend: str, target: str, config) -> str | None:
 
 @functools.cache
 def openvino_devices() -> tuple[str, ...]:
-    import openvino as ov
+    from edgediff.converters import openvino
 
-    return tuple(ov.Core().available_devices)
+    return tuple(openvino.core().available_devices)
 
 
 def _android_unavailable(config) -> str | None:

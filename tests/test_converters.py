@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -264,3 +266,27 @@ def test_a_diffusers_unet2d_model_converts_and_passes_the_gate(backend, tmp_path
     runner = converters.get(backend).load(art)
     with pytest.raises(InputError, match="unconditional"):
         runner(np.zeros((1, 1, 16, 16), np.float32), np.zeros(1, np.float32), np.zeros(1, np.int64))
+
+
+def test_openvino_runners_dropped_out_of_order_survive_ctrl_c(built_by_name):
+    """Two OpenVINO runners released first-in-first-out, then SIGINT: a KeyboardInterrupt, not a SIGSEGV.
+
+    Regression: each `openvino.Core` installs a signal alternate stack and restores the previous one when destroyed,
+    so out-of-order release left a freed stack installed and Ctrl-C during `edgediff pipeline`'s bench crashed.
+    """
+    art = built_by_name("openvino")
+    script = textwrap.dedent(f"""
+        import gc, os, signal, time
+        from edgediff.converters import openvino
+        a = openvino.load({str(art.path)!r})
+        b = openvino.load({str(art.path)!r})
+        del a; gc.collect()
+        del b; gc.collect()
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            print("interrupted cleanly")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "interrupted cleanly" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
