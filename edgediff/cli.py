@@ -60,11 +60,15 @@ def _compress_report(a):
 def _pipeline(a):
     from . import pipeline
 
+    recipe = pipeline.Recipe(config=a.config, train_steps=a.train_steps, prune=a.prune, prune_steps=a.prune_steps,
+                             distill_steps=a.distill_steps, threads=a.threads)
+    targets = [tuple(t.split("-", 1)) for t in a.targets.split(",")] if a.targets else pipeline.TARGETS
     p = pipeline.plan(a.model, Path(a.out), student=None if a.student == "none" else a.student,
-                      pruned=None if a.pruned == "none" else a.pruned, fid=a.fid)
+                      pruned=None if a.pruned == "none" else a.pruned, fid=a.fid, recipe=recipe, targets=targets,
+                      n=a.n)
     stages = a.stages.split(",") if a.stages else pipeline.STAGES
-    readme = pipeline.run(p, stages=stages, progress=not a.quiet)
-    print(f"done: {readme}")
+    result = pipeline.run(p, stages=stages, progress=not a.quiet)
+    print(f"done: {result}")
 
 
 def _train_metric(a):
@@ -206,12 +210,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("pipeline", help="the whole job: convert for every runtime, sample, bench, OUT/README.md")
     pl.add_argument("--model", default="default", help="the base model: 'default', a shipped name or a dir")
+    pl.add_argument("--config", help="train a new base model from this config (config.json, model dir or shipped "
+                    "name) instead of using --model")
+    pl.add_argument("--train-steps", type=int, help="training steps for --config (default: the config's own)")
+    pl.add_argument("--prune", type=float, default=0.0, metavar="RATIO",
+                    help="prune this channel ratio from the base and recover it (0: use the shipped pruned variant "
+                    "for comparison only)")
+    pl.add_argument("--prune-steps", type=int, default=800, help="recovery fine-tuning steps after pruning")
+    pl.add_argument("--distill-steps", type=int, default=0,
+                    help="consistency-distil the (pruned) base for this many steps (0: the shipped student if any)")
+    pl.add_argument("--targets", help="comma-separated subset of "
+                    "executorch-fp32,executorch-int8,openvino-fp32,openvino-int8,coreml-fp16,coreml-palette6")
+    pl.add_argument("--n", type=int, default=100, help="images per sample grid")
+    pl.add_argument("--threads", type=int, help="torch threads for the training stages")
     pl.add_argument("--student", default="auto", help="few-step student to deploy: auto (shipped <model>-cd), a "
                     "model dir, or none")
     pl.add_argument("--pruned", default="auto", help="pruned model to compare: auto (shipped <model>-p50), a dir, "
                     "or none")
     pl.add_argument("--out", required=True, help="output dir; re-running skips finished stages")
-    pl.add_argument("--stages", help=f"comma-separated subset of {','.join(('convert', 'sample', 'bench', 'readme'))}")
+    pl.add_argument("--stages", help="comma-separated subset of train,prune,distill,convert,sample,bench,readme; "
+                    "the run stops at the first unselected stage that has not run yet")
     pl.add_argument("--fid", type=int, default=0, help="FID-proxy samples per bench target (0: latency only)")
     pl.add_argument("--quiet", action="store_true")
     pl.set_defaults(fn=_pipeline)

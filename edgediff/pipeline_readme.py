@@ -19,8 +19,10 @@ def render(p, artifacts: dict, grids: dict) -> str:
 
     lines = [f"# edgediff pipeline: {Path(str(p.deploy)).name}", "",
              f"Deployed model: `{p.deploy}`; compared against: {', '.join(f'`{m}`' for m in p.compare) or 'none'}.",
-             "", "## Artifacts", "", "| artifact | backend | precision | MB | parity dB | how to load |",
-             "|---|---|---|---|---|---|"]
+             ""]
+    lines += _models_built(p)
+    lines += ["## Artifacts", "", "| artifact | backend | precision | MB | parity dB | how to load |",
+              "|---|---|---|---|---|---|"]
     spec = sampler = precond = None
     for name, path in artifacts.items():
         if path.startswith("skipped"):
@@ -47,3 +49,22 @@ def render(p, artifacts: dict, grids: dict) -> str:
                   f"- recommended sampler: {json.dumps(sampler)} (σ schedule: `edgediff.sampling.schedule`)",
                   "- all of it is in each artifact's `artifact.json`; read it instead of hard-coding."]
     return "\n".join(lines) + "\n"
+
+
+def _models_built(p) -> list[str]:
+    """A table of the models the recipe trained, pruned or distilled in OUT/models (none: nothing)."""
+    from . import checkpoint
+    from .unet import count_params
+
+    rows = []
+    for stage in ("base", "pruned", "student"):
+        d = p.out / "models" / stage
+        if (d / checkpoint.CONFIG_FILE).is_file():
+            md = checkpoint.load(d)
+            steps = md.meta.get("training", {}).get("steps", "?")
+            rows.append(f"| `{d.relative_to(p.out)}` | {stage} | {count_params(md.net) / 1e6:.2f} M | {steps} | "
+                        f"{md.sampler_defaults.get('sampler')} × {md.sampler_defaults.get('steps')} |")
+    if not rows:
+        return []
+    return ["## Models built by this run", "", "| model dir | role | params | training steps | sampler |",
+            "|---|---|---|---|---|", *rows, ""]
