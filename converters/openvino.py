@@ -73,16 +73,20 @@ def _quantize_int8(model, header: artifact.Header, calibration):
                          ignored_scope=nncf.IgnoredScope(patterns=list(KEEP_FLOAT), validate=False))
 
 
-@functools.cache
 def core():
-    """The one process-wide `openvino.Core`.
+    """The one process-wide `openvino.Core` (a clear error naming the pip extra when openvino is missing).
 
     Each Core installs a signal alternate stack when it first compiles and puts back the one it found when it is
     destroyed; with two Cores whose lifetimes overlap, dropping them out of order leaves a freed stack installed
     and the next signal (Ctrl-C) crashes the process with SIGSEGV. One Core that lives as long as the process
     keeps every later (nested) Core's restore pointing at live memory.
     """
-    return require("openvino", "openvino").Core()
+    return _shared_core(require("openvino", "openvino"))
+
+
+@functools.cache
+def _shared_core(ov):
+    return ov.Core()
 
 
 def devices() -> list[str]:

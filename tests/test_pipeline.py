@@ -18,6 +18,12 @@ OV = (("openvino", "fp32"),)
 SMALL_RUN = ["--targets", "openvino-fp32", "--n", "4", "--student", "none", "--pruned", "none", "--quiet"]
 
 
+def _default_sigint():
+    """In the child before exec: SIGINT back to default, so Python turns it into KeyboardInterrupt even when this
+    test runs under a shell that started it ignoring SIGINT (a background CI job does)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stamps(out) -> dict[str, float]:
     return {f.stem: f.stat().st_mtime_ns for f in (out / ".stages").glob("*.json")}
 
@@ -89,7 +95,8 @@ def test_ctrl_c_mid_stage_then_rerun_completes(small_model_dir, tmp_path):
            *SMALL_RUN[:-1]]  # with progress bars: they say which stage is running
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                preexec_fn=_default_sigint)
         deadline = time.monotonic() + 300
         while "bench:" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
