@@ -32,7 +32,7 @@ def main() -> None:
         fp16 = fp16 or art.size_bytes
         md.net.load_state_dict(coreml.decompressed_state_dict(art, checkpoint.load(a.model).net.state_dict()))
         d = md.sampler_defaults
-        req = generate.Request(n=a.n, seed=0, sampler=d["sampler"], steps=d["steps"], guidance=d["guidance"])
+        req = generate.recommended(d, n=a.n, seed=0)
         images, labels = generate.generate(eager.load(md), md.precond, (1, 32, 32), req, num_classes=10)
         ev = metrics.evaluate(images, labels)
         rows.append([precision, f"{art.size_bytes / 1e6:.2f}", f"{art.size_bytes / fp16:.3f}", f"{ev.fid:.2f}",

@@ -133,10 +133,9 @@ def _inputs(shape: tuple[int, ...], num_classes: int, batch: int):
 
 
 def _request(defaults: dict, n: int, batch: int):
-    from .generate import Request
+    from .generate import recommended
 
-    return Request(n=n, batch_size=batch, sampler=defaults.get("sampler", "dpmpp_2m"),
-                   steps=int(defaults.get("steps", 10)), guidance=float(defaults.get("guidance", 1.0)))
+    return recommended(defaults, n=n, batch_size=batch)
 
 
 def _image(runner, src: tuple, batch: int, *, repeats: int = 3) -> dict:

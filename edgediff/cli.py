@@ -49,6 +49,16 @@ def _distill(a):
     print(f"consistency student written to {out}")
 
 
+def _tune_schedule(a):
+    from . import tune
+
+    t = tune.tune_sigmas(a.model, steps=a.steps, n=a.n, grid=a.grid, refine=a.refine, progress=not a.quiet)
+    print(f"{t.sampler} × {t.steps}: formula σ {list(t.start)} FID-proxy {t.fid_start:.2f}; "
+          f"tuned σ {list(t.best)} FID-proxy {t.fid_best:.2f} ({t.n} samples, report seed)")
+    if a.write:
+        print(f"written to {tune.write(a.model, t)}")
+
+
 def _compress_report(a):
     from . import compression
 
@@ -71,6 +81,15 @@ def _pipeline(a):
     print(f"done: {result}")
 
 
+def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"{flag} {text!r} must be comma-separated numbers, e.g. 80,0.8,0") from None
+
+
 def _train_metric(a):
     from . import metrics
 
@@ -82,7 +101,7 @@ def _sample(a):
     from . import generate
 
     request = generate.Request(n=a.n, seed=a.seed, sampler=a.sampler, steps=a.steps, guidance=a.guidance,
-                               label=a.label, batch_size=a.batch_size)
+                               label=a.label, batch_size=a.batch_size, sigmas=_floats(a.sigmas, "--sigmas"))
     options = {k: v for k, v in (("device", a.device), ("threads", a.threads)) if v is not None}
     images, labels = generate.from_model(a.model, backend=a.backend, progress=not a.quiet, request=request,
                                          runtime_options=options)
@@ -199,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--quiet", action="store_true")
     k.set_defaults(fn=_distill)
 
+    u = sub.add_parser("tune-schedule", help="search a few-step model's intermediate σ by FID-proxy (Song et al. "
+                       "2023); --write stores it as the model's recommended schedule")
+    u.add_argument("--model", required=True, help="a model dir (or shipped name) whose sampler defaults to tune")
+    u.add_argument("--steps", type=int, default=2)
+    u.add_argument("--n", type=int, default=1000, help="samples per FID-proxy evaluation")
+    u.add_argument("--grid", type=int, default=10, help="log-spaced candidates per intermediate σ")
+    u.add_argument("--refine", type=int, default=4, help="finer candidates around the best coarse one (0: none)")
+    u.add_argument("--write", action="store_true", help="write sampler_defaults.sigmas into the model's config.json")
+    u.add_argument("--quiet", action="store_true")
+    u.set_defaults(fn=_tune_schedule)
+
     q = sub.add_parser("compress-report", help="int8/w8 variants of models beside fp32: FID-proxy, ms/step, MB")
     q.add_argument("--model", nargs="+", default=["default"], help="models to compare, the reference first")
     q.add_argument("--out", required=True, help="report dir (artifacts are built in OUT/artifacts)")
@@ -253,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=100)
     s.add_argument("--label", type=int, help="class to draw (default: every class in turn, one grid row each)")
     s.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
+    s.add_argument("--sigmas", help="comma-separated σ schedule replacing the sampler's (steps+1 values, decreasing, "
+                   "ending in 0); by default a model's tuned schedule is used at its recommended steps")
     s.add_argument("--batch-size", type=int, default=250)
     s.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npy (float32 array + FILE.labels.npy)")
     s.add_argument("--eval", action="store_true", help="print FID-proxy, KID and label accuracy of the samples")

@@ -10,7 +10,7 @@ import numpy as np
 from .denoiser import Preconditioning, Runner, make_denoiser
 from .errors import InputError
 from .guidance import classifier_free_guidance
-from .sampling import get_sampler, sample
+from .sampling import check_sigmas, get_sampler, sample
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,14 @@ class Request:
     guidance: float | None = None  # None: the model's recommended scale
     label: int | None = None
     batch_size: int = 250
+    sigmas: tuple[float, ...] | None = None  # None: the sampler's formula (or the model's tuned schedule)
 
     def __post_init__(self):
         if self.n < 1 or self.steps < 1 or self.batch_size < 1:
             raise InputError(f"n, steps and batch_size must be >= 1, got {self.n}, {self.steps}, {self.batch_size}")
         get_sampler(self.sampler)
+        if self.sigmas is not None:
+            object.__setattr__(self, "sigmas", tuple(check_sigmas(self.sigmas, self.steps)))
         if self.guidance is not None and not self.guidance >= 0:
             raise InputError(f"guidance must be >= 0, got {self.guidance}")
         from . import schema
@@ -72,7 +75,7 @@ def generate(runner: Runner, precond: Preconditioning, shape: tuple[int, int, in
             uncond = make_denoiser(runner, precond, label=np.full_like(lab, num_classes))
             cond = classifier_free_guidance(cond, uncond, req.guidance)
         out.append(sample(cond, (b, *shape), sampler=req.sampler, steps=req.steps, rng=rng,
-                          sigma_min=precond.sigma_min, sigma_max=precond.sigma_max))
+                          sigma_min=precond.sigma_min, sigma_max=precond.sigma_max, sigmas=req.sigmas))
     return np.concatenate(out).astype(np.float32), labels
 
 
@@ -117,12 +120,29 @@ def from_model(model, *, backend: str = "auto", request: Request, progress: bool
     Guidance defaults to the model's recommendation. Static-batch artifacts get the same chunks as eager, so one
     seed gives the same images on every runtime.
     """
+    runner, precond, num_classes, shape, defaults = open_runner(model, backend, runtime_options or {})
+    return generate(runner, precond, shape, with_defaults(request, defaults), num_classes=num_classes,
+                    progress=progress)
+
+
+def with_defaults(request: Request, defaults: dict) -> Request:
+    """Fill what `request` leaves open from a model's sampler defaults: the guidance scale, and the model's tuned
+    σ schedule when the request uses the recommended sampler and step count."""
     import dataclasses
 
-    runner, precond, num_classes, shape, defaults = open_runner(model, backend, runtime_options or {})
+    changes = {}
     if request.guidance is None:
-        request = dataclasses.replace(request, guidance=float(defaults.get("guidance", 1.0)))
-    return generate(runner, precond, shape, request, num_classes=num_classes, progress=progress)
+        changes["guidance"] = float(defaults.get("guidance", 1.0))
+    if (request.sigmas is None and defaults.get("sigmas") is not None
+            and (request.sampler, request.steps) == (defaults.get("sampler"), defaults.get("steps"))):
+        changes["sigmas"] = tuple(defaults["sigmas"])
+    return dataclasses.replace(request, **changes) if changes else request
+
+
+def recommended(defaults: dict, **overrides) -> Request:
+    """The Request a model recommends (sampler, steps, guidance, tuned σ) with `overrides` (n, seed, batch_size)."""
+    keep = {k: defaults[k] for k in ("sampler", "steps", "guidance", "sigmas") if defaults.get(k) is not None}
+    return Request(**{**keep, **overrides})
 
 
 def open_runner(model, backend: str, options: dict):

@@ -220,7 +220,7 @@ def _sample(p: Plan, artifacts: dict, progress: bool) -> dict[str, str]:
     from . import generate
 
     defaults = _defaults(p.deploy)
-    req = generate.Request(n=p.n, seed=0, sampler=defaults["sampler"], steps=int(defaults["steps"]))
+    req = generate.recommended(defaults, n=p.n, seed=0)
     grids = {}
     sources = {"eager": p.deploy, **{k: v for k, v in artifacts.items() if k.split("-")[0] in RUNNABLE_HERE
                                      and not v.startswith("skipped")}}

@@ -46,7 +46,8 @@ def render(p, artifacts: dict, grids: dict) -> str:
                   "runtime (numpy reference: `edgediff.sampling`).", "",
                   f"- inputs: {json.dumps({k: [list(s), d] for k, (s, d) in spec.items()})}",
                   f"- preconditioning: {json.dumps(precond)} (c_in, c_noise = log(σ)/4, c_skip, c_out)",
-                  f"- recommended sampler: {json.dumps(sampler)} (σ schedule: `edgediff.sampling.schedule`)",
+                  f"- recommended sampler: {json.dumps(sampler)} (σ schedule: its `sigmas` when given, else "
+                  "`edgediff.sampling.schedule(sampler, steps)`)",
                   "- all of it is in each artifact's `artifact.json`; read it instead of hard-coding."]
     return "\n".join(lines) + "\n"
 

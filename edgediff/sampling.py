@@ -108,22 +108,44 @@ def get_sampler(name: str):
         raise InputError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}") from None
 
 
-def schedule(sampler: str, steps: int, *, sigma_min: float = 0.002, sigma_max: float = 80.0) -> list[float]:
+def schedule(sampler: str, steps: int, *, sigma_min: float = 0.002, sigma_max: float = 80.0,
+             sigmas=None) -> list[float]:
     """The σ a sampler visits: Karras for ODE solvers; for consistency models the Karras levels of steps+1
-    points without σ_min (denoising at σ_min is the identity), so 1 step = [σ_max, 0], 2 = [σ_max, 2.5, 0]."""
+    points without σ_min (denoising at σ_min is the identity), so 1 step = [σ_max, 0], 2 = [σ_max, 2.5, 0].
+
+    `sigmas` (steps+1 values, decreasing, ending in 0) replaces the formula: a schedule tuned for one model, as
+    Song et al. 2023 tune a consistency model's intermediate σ by search.
+    """
+    if sigmas is not None:
+        return check_sigmas(sigmas, steps)
     if sampler == "consistency":
         return karras_sigmas(steps + 1, sigma_min=sigma_min, sigma_max=sigma_max)[:-2] + [0.0]
     return karras_sigmas(steps, sigma_min=sigma_min, sigma_max=sigma_max)
 
 
+def check_sigmas(sigmas, steps: int) -> list[float]:
+    """`sigmas` as floats if it is a usable schedule for `steps` steps, else an InputError saying what is wrong."""
+    try:
+        out = [float(v) for v in sigmas]
+    except (TypeError, ValueError):
+        raise InputError(f"sigmas must be a list of numbers, got {sigmas!r}") from None
+    if len(out) != steps + 1:
+        raise InputError(f"sigmas has {len(out)} values; {steps} steps need {steps + 1} (the last one 0)")
+    decreasing = all(a > b for a, b in zip(out[:-1], out[1:], strict=True))
+    if not all(math.isfinite(v) for v in out) or out[-1] != 0.0 or not decreasing:
+        raise InputError(f"sigmas {out} must be finite and strictly decreasing, ending in 0")
+    return out
+
+
 def sample(denoiser, shape: tuple[int, ...], *, sampler: str = "dpmpp_2m", steps: int = 10,
            rng: np.random.Generator, sigma_min: float = 0.002, sigma_max: float = 80.0,
-           callback: Callback | None = None) -> np.ndarray:
+           callback: Callback | None = None, sigmas=None) -> np.ndarray:
     """Draw x_T ~ N(0, σ_max²) from `rng` and run a sampler: one seed gives one image on every runtime."""
     fn = get_sampler(sampler)
     if not shape or any(int(d) < 1 for d in shape):
         raise InputError(f"sample shape {tuple(shape)} must have dimensions >= 1")
-    sigmas = schedule(sampler, steps, sigma_min=sigma_min, sigma_max=sigma_max)
+    sigmas = schedule(sampler, steps, sigma_min=sigma_min, sigma_max=sigma_max, sigmas=sigmas)
+
     def noise(s):
         return rng.standard_normal(s, dtype=np.float32)
     x = noise(shape) * np.float32(sigmas[0])

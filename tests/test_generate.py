@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -35,6 +37,24 @@ def test_same_seed_same_images_any_batching_of_the_runner(small_model_dir):
     c, _ = generate.generate(runner, md.precond, (1, 32, 32), generate.Request(n=5, steps=3, guidance=1.0,
                                                                                 batch_size=5), num_classes=10)
     assert not np.allclose(a, c)  # guidance changes the images
+
+
+def test_a_models_tuned_schedule_is_used_only_at_its_recommended_sampler_and_steps(small_model_dir):
+    defaults = {"sampler": "consistency", "steps": 2, "guidance": 1.5, "sigmas": [80.0, 0.8, 0.0]}
+    rec = generate.recommended(defaults, n=3, seed=1)
+    assert (rec.sampler, rec.steps, rec.guidance, rec.sigmas, rec.n) == ("consistency", 2, 1.5, (80.0, 0.8, 0.0), 3)
+    assert generate.with_defaults(generate.Request(sampler="consistency", steps=2), defaults).sigmas == rec.sigmas
+    assert generate.with_defaults(generate.Request(sampler="consistency", steps=4), defaults).sigmas is None
+    assert generate.with_defaults(generate.Request(sampler="consistency", steps=2, sigmas=(80, 2, 0)),
+                                  defaults).sigmas == (80.0, 2.0, 0.0)  # an explicit schedule wins
+    with pytest.raises(InputError, match="sigmas"):
+        generate.Request(sampler="consistency", steps=3, sigmas=(80, 0.8, 0))
+
+    md = checkpoint.load(small_model_dir)
+    runner = eager.load(md)
+    a, _ = generate.generate(runner, md.precond, (1, 32, 32), rec, num_classes=10)
+    b, _ = generate.generate(runner, md.precond, (1, 32, 32), dataclasses.replace(rec, sigmas=None), num_classes=10)
+    assert not np.allclose(a, b)  # the schedule reaches the sampler
 
 
 def test_grid_png_and_npy_round_trip(tmp_path):

@@ -263,6 +263,21 @@ def test_consistency_schedule_skips_sigma_min():
     assert schedule("euler", 4) == karras_sigmas(4)
 
 
+def test_an_explicit_schedule_replaces_the_formula_and_is_what_the_sampler_visits():
+    assert schedule("consistency", 2, sigmas=[80, 0.8, 0]) == [80.0, 0.8, 0.0]
+    seen = []
+    sample(lambda x, s: 0 * x, (1, 2), sampler="consistency", steps=2, rng=np.random.default_rng(0),
+           sigmas=(80.0, 0.8, 0.0), callback=lambda i, s, x, x0: seen.append(s))
+    assert seen == [80.0, 0.8]
+
+
+@pytest.mark.parametrize("bad", [[80, 0.8], [80, 0.8, 0.1], [80, 90, 0], [80, math.nan, 0], [80, 0.8, 0.8, 0],
+                                 "80,0.8,0"])
+def test_bad_explicit_schedules_are_refused(bad):
+    with pytest.raises(InputError, match="sigmas"):
+        schedule("consistency", 2, sigmas=bad)
+
+
 def test_get_sampler():
     assert get_sampler("dpmpp_2m") is sample_dpmpp_2m
     with pytest.raises(InputError, match="nope") as e:
