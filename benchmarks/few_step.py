@@ -22,21 +22,34 @@ from edgediff.converters import convert_model
 from edgediff.latency import min_of_medians
 from edgediff.report import markdown_table
 
-QUALITY = [("teacher", "euler", 50, 1.0), ("teacher", "dpmpp_2m", 10, 1.0), ("teacher", "dpmpp_2m", 20, 1.0),
-           ("student", "consistency", 1, 1.0), ("student", "consistency", 2, 1.0),
-           ("student", "consistency", 4, 1.0), ("teacher", "dpmpp_2m", 10, 2.0), ("student", "consistency", 2, 2.0)]
+# (model, sampler, steps, guidance, σ schedule): "formula" = edgediff.sampling.schedule; "model" = the model's tuned
+# sampler_defaults.sigmas where it has them for these steps (`edgediff tune-schedule`), else the formula
+QUALITY = [("teacher", "euler", 50, 1.0, "model"), ("teacher", "dpmpp_2m", 10, 1.0, "model"),
+           ("teacher", "dpmpp_2m", 20, 1.0, "model"), ("student", "consistency", 1, 1.0, "model"),
+           ("student", "consistency", 2, 1.0, "formula"), ("student", "consistency", 2, 1.0, "model"),
+           ("student", "consistency", 4, 1.0, "model"), ("teacher", "dpmpp_2m", 10, 2.0, "model"),
+           ("student", "consistency", 2, 2.0, "model")]
 
 
 def quality(models: dict, n: int) -> list[dict]:
+    from edgediff import checkpoint
+    from edgediff.sampling import schedule
+
     rows = []
-    for who, sampler, steps, g in QUALITY:
-        req = generate.Request(n=n, seed=0, sampler=sampler, steps=steps, guidance=g)
+    for who, sampler, steps, g, sched in QUALITY:
+        md = checkpoint.load(models[who], weights=False)
+        formula = tuple(schedule(sampler, steps, sigma_min=md.precond.sigma_min, sigma_max=md.precond.sigma_max))
+        req = generate.with_defaults(generate.Request(n=n, seed=0, sampler=sampler, steps=steps, guidance=g,
+                                                      sigmas=formula if sched == "formula" else None),
+                                     md.sampler_defaults)
         images, labels = generate.from_model(models[who], request=req)
         ev = metrics.evaluate(images, labels)
         calls = steps * (2 if g != 1.0 and who == "teacher" else 1)
+        sigmas = "formula" if req.sigmas in (None, formula) else "tuned " + ",".join(f"{v:g}" for v in req.sigmas)
         rows.append({"model": who, "sampler": sampler, "steps": steps, "guidance": g, "calls": calls,
-                     "fid": ev.fid, "floor": ev.floor_fid, "accuracy": ev.accuracy})
-        print(f"{who:<8} {sampler:<12} {steps:>3} g={g:g}: FID-proxy {ev.fid:.2f} acc {ev.accuracy:.3f}", flush=True)
+                     "sigmas": sigmas, "fid": ev.fid, "floor": ev.floor_fid, "accuracy": ev.accuracy})
+        print(f"{who:<8} {sampler:<12} {steps:>3} g={g:g} σ {sigmas}: FID-proxy {ev.fid:.2f} acc {ev.accuracy:.3f}",
+              flush=True)
     return rows
 
 
@@ -47,8 +60,9 @@ def speed(models: dict, work: Path) -> list[dict]:
     cases += [("student", b, str(a.path), "consistency", 2) for b, a in arts.items()]
     rows = []
     for who, backend, src, sampler, steps in cases:
-        runner, precond, classes, shape, _ = generate.open_runner(src, "auto", {})
-        req = generate.Request(n=1, seed=0, sampler=sampler, steps=steps, guidance=1.0, batch_size=1)
+        runner, precond, classes, shape, defaults = generate.open_runner(src, "auto", {})
+        req = generate.with_defaults(generate.Request(n=1, seed=0, sampler=sampler, steps=steps, guidance=1.0,
+                                                      batch_size=1), defaults)
         ms = min_of_medians(lambda r=runner, p=precond, c=classes, s=shape, q=req:
                             generate.generate(r, p, s, q, num_classes=c), warmup=3, iters=15)
         rows.append({"model": who, "backend": backend, "sampler": f"{sampler}-{steps}", "image_ms": ms})
@@ -77,9 +91,9 @@ def main() -> None:
     quality_rows = [] if a.skip_quality else quality(models, a.n)
     (out / "few_step.json").write_text(json.dumps({"quality": quality_rows, "speed": speed_rows}, indent=1))
     if quality_rows:
-        print(markdown_table(["model", "sampler", "steps", "guidance", "network calls", "FID-proxy (floor)",
+        print(markdown_table(["model", "sampler", "steps", "σ", "guidance", "network calls", "FID-proxy (floor)",
                               "label acc"],
-                             [[r["model"], r["sampler"], r["steps"], f"{r['guidance']:g}", r["calls"],
+                             [[r["model"], r["sampler"], r["steps"], r["sigmas"], f"{r['guidance']:g}", r["calls"],
                                f"{r['fid']:.2f} ({r['floor']:.2f})", f"{r['accuracy']:.3f}"] for r in quality_rows]))
     print(markdown_table(["model", "backend", "sampler", "ms / image", "× vs teacher euler-50 eager"],
                          [[r["model"], r["backend"], r["sampler"], f"{r['image_ms']:.2f}",

@@ -54,7 +54,8 @@ def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: i
     if precision in getattr(mod, "CALIBRATED", ()):
         options["calibration"] = calibrate.for_model(md.net, md.precond, (c.in_channels, c.resolution, c.resolution),
                                                      num_classes=c.num_classes, kind=calibration,
-                                                     samples=calibration_samples)
+                                                     samples=calibration_samples,
+                                                     sampler_defaults=md.sampler_defaults)
     source = {"model": md.meta.get("name", str(model)),
               "checkpoint_sha256": artifact.file_sha256(md.path / checkpoint.WEIGHTS_FILE)}
     return mod.convert(md.net, spec, out, precision=precision, precond=md.precond,

@@ -74,13 +74,20 @@ class Recorder:
 
 def collect(runner: Runner, precond: Preconditioning, shape: tuple[int, int, int], *, num_classes: int,
             samplers: tuple[tuple[str, int], ...] = (("dpmpp_2m", 10), ("euler", 4)),
-            guidance: tuple[float, ...] = (1.0, 2.0), per_run: int = 10, seed: int = 0) -> Calibration:
-    """Record the inputs of `per_run` images per (sampler, steps, guidance), every label cycled."""
+            guidance: tuple[float, ...] = (1.0, 2.0), per_run: int = 10, seed: int = 0,
+            recommended: dict | None = None) -> Calibration:
+    """Record the inputs of `per_run` images per (sampler, steps, guidance), every label cycled; with
+    `recommended` (a model's sampler_defaults) also along the deployed sampler, tuned σ schedule included."""
+    from .generate import with_defaults
+
     rec = Recorder(runner)
-    for i, (sampler, steps) in enumerate(samplers):
+    runs = [(sampler, steps, {}) for sampler, steps in samplers]
+    if recommended and recommended.get("sampler"):
+        runs.append((recommended["sampler"], int(recommended.get("steps", 10)), recommended))
+    for i, (sampler, steps, defaults) in enumerate(runs):
         for j, g in enumerate(guidance if num_classes else (1.0,)):
-            req = Request(n=per_run, seed=seed + 100 * i + j, sampler=sampler, steps=steps, guidance=g,
-                          batch_size=per_run)
+            req = with_defaults(Request(n=per_run, seed=seed + 100 * i + j, sampler=sampler, steps=steps,
+                                        guidance=g, batch_size=per_run), defaults)
             generate(rec, precond, shape, req, num_classes=num_classes)
     return rec.calibration()
 
@@ -141,13 +148,15 @@ def options_for(precision: str, calib: Calibration | None, *, needs: tuple[str, 
 
 
 def for_model(net, precond: Preconditioning, shape: tuple[int, int, int], *, num_classes: int,
-              kind: str | Path = "trajectory", samples: int = 256, seed: int = 0) -> Calibration:
-    """Calibration for converting `net`: 'trajectory' (recorded while it samples), 'random', or an .npz path."""
+              kind: str | Path = "trajectory", samples: int = 256, seed: int = 0,
+              sampler_defaults: dict | None = None) -> Calibration:
+    """Calibration for converting `net`: 'trajectory' (recorded while it samples, along the model's recommended
+    sampler too when `sampler_defaults` is given), 'random', or an .npz path."""
     from .converters.eager import EagerRunner
 
     if kind not in ("trajectory", "random"):
         return load(Path(kind))
     runner = EagerRunner(net, channels=shape[0], resolution=shape[1], num_classes=num_classes)
-    recorded = collect(runner, precond, shape, num_classes=num_classes, seed=seed)
+    recorded = collect(runner, precond, shape, num_classes=num_classes, seed=seed, recommended=sampler_defaults)
     calib = recorded if kind == "trajectory" else random_inputs(recorded, seed=seed)
     return calib.subset(samples, seed=seed)

@@ -52,3 +52,12 @@ def test_bad_calibration_inputs(tmp_path):
     with pytest.raises(InputError, match="takes no calibration"):
         calibrate.options_for("fp32", calibrate.Calibration(np.zeros((1, 1, 2, 2), np.float32),
                                                             np.zeros(1, np.float32), None), needs=("int8",))
+
+
+def test_the_recommended_sampler_and_its_tuned_schedule_are_recorded_too(small_model_dir):
+    md = checkpoint.load(small_model_dir)
+    defaults = {"sampler": "consistency", "steps": 2, "guidance": 1.0, "sigmas": [80.0, 0.8, 0.0]}
+    cal = calibrate.collect(eager.load(md), md.precond, (1, 32, 32), num_classes=10, samplers=(("euler", 3),),
+                            guidance=(1.0,), per_run=2, recommended=defaults)
+    assert len(cal) == (3 + 2) * 2
+    assert np.float32(md.precond.c_noise(0.8)) in set(np.unique(cal.t))  # the tuned intermediate σ, not Karras'
