@@ -21,6 +21,8 @@ def test_greedy_search_keeps_the_best_tried_schedule_and_writes_it(small_model_d
     assert generate.recommended(defaults).sigmas == t.best
 
 
-def test_one_step_has_nothing_to_tune(small_model_dir):
+def test_one_step_has_nothing_to_tune_and_the_report_seed_is_not_searched(small_model_dir):
     with pytest.raises(InputError, match="intermediate"):
         tune.tune_sigmas(small_model_dir, steps=1, progress=False)
+    with pytest.raises(InputError, match="report seed"):
+        tune.tune_sigmas(small_model_dir, steps=2, search_seed=0, seeds=2, report_seed=1, progress=False)
