@@ -8,7 +8,8 @@ from pathlib import Path
 LOAD_SNIPPETS = {
     "executorch": "Android/iOS: load `{file}` with ExecuTorch's `Module` (XNNPACK backend linked in); inputs in "
                   "spec order, see below.",
-    "openvino": "Laptop: `core.compile_model('{file}', 'CPU' | 'GPU' | 'NPU')`; shapes are static, so NPU works.",
+    "openvino": "Laptop: `core.compile_model('{file}', device)` with device 'CPU', 'GPU' or 'NPU'; shapes are "
+                "static, so NPU works.",
     "coreml": "iOS/macOS: add `{file}` to the Xcode project and call `prediction(from:)` with the inputs below.",
 }
 

@@ -42,6 +42,8 @@ def test_stages_run_in_order_stop_at_an_unselected_one_and_are_cached(small_mode
         assert (out / "bench" / f).is_file(), f
     text = readme.read_text()
     assert "artifacts/openvino-fp32" in text and "## In an app" in text and "ms/step" in text
+    table = [line for line in text.splitlines() if line.startswith("| `artifacts/") or line.startswith("| artifact")]
+    assert len({line.count("|") for line in table}) == 1, table  # no stray '|' splitting a cell
 
     before, t0 = stamps(out), time.perf_counter()
     pipeline.run(p, progress=False)
