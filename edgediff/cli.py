@@ -73,7 +73,7 @@ def _pipeline(a):
 
     recipe = pipeline.Recipe(config=a.config, train_steps=a.train_steps, prune=a.prune, prune_steps=a.prune_steps,
                              distill_steps=a.distill_steps, threads=a.threads)
-    targets = [tuple(t.split("-", 1)) for t in a.targets.split(",")] if a.targets else pipeline.TARGETS
+    targets = a.targets.split(",") if a.targets else pipeline.TARGETS
     p = pipeline.plan(a.model, Path(a.out), student=None if a.student == "none" else a.student,
                       pruned=None if a.pruned == "none" else a.pruned, fid=a.fid, recipe=recipe, targets=targets,
                       n=a.n)

@@ -65,10 +65,12 @@ def plan(model: str, out: Path, *, student: str | None = "auto", pruned: str | N
     from . import checkpoint
 
     out = Path(out)
-    unknown = sorted({f"{b}-{q}" for b, q in targets} - {f"{b}-{q}" for b, q in TARGETS})
-    if unknown or not targets:
-        raise InputError(f"unknown targets {unknown or '(none)'}; expected some of "
-                         f"{', '.join(f'{b}-{q}' for b, q in TARGETS)}")
+    known = {f"{b}-{q}": (b, q) for b, q in TARGETS}
+    names = [t if isinstance(t, str) else "-".join(t) for t in targets]
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        raise InputError(f"unknown targets {unknown or '(none)'}; expected some of {', '.join(known)}")
+    targets = tuple(known[n] for n in dict.fromkeys(names))
     if recipe.config:
         _base_config(recipe.config)  # a bad config fails now, not after minutes of work
         base = str(out / "models" / "base")

@@ -83,8 +83,10 @@ def test_bad_recipe_is_refused(bad):
 
 
 def test_bad_targets_and_stages_are_refused(small_model_dir, tmp_path):
-    with pytest.raises(InputError, match="unknown targets"):
-        pipeline.plan(str(small_model_dir), tmp_path, targets=(("tflite", "int8"),))
+    for bad in ((("tflite", "int8"),), ("foo",), ()):
+        with pytest.raises(InputError, match="unknown targets"):
+            pipeline.plan(str(small_model_dir), tmp_path, targets=bad)
+    assert pipeline.plan(str(small_model_dir), tmp_path, targets=("openvino-fp32",)).targets == OV
     p = pipeline.plan(str(small_model_dir), tmp_path, targets=OV)
     with pytest.raises(InputError, match="unknown stages"):
         pipeline.run(p, stages=("deploy",))
