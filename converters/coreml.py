@@ -130,7 +130,7 @@ def _describe(model, header: artifact.Header) -> None:
     model.user_defined_metadata.update({f"edgediff.{k}": json.dumps(v, sort_keys=True) for k, v in fields.items()})
 
 
-class CoreMLRunner:
+class CoreMLRunner(artifact.SpecRunner):
     """Runner over an .mlpackage through MLModel.predict (macOS only)."""
 
     def __init__(self, model_file: Path, header, *, compute_units: str = "ALL"):
@@ -141,14 +141,7 @@ class CoreMLRunner:
         with artifact.native_errors(model_file, "Core ML"):
             self._model = ct.models.MLModel(str(model_file), compute_units=ct.ComputeUnit[compute_units])
 
-    @property
-    def takes_guidance(self) -> bool:
-        """True for guidance-embedding students: pass w instead of a second, unconditional call."""
-        return "w" in self.spec
-
-    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None,
-                 w: np.ndarray | None = None) -> np.ndarray:
-        inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label, w)
+    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self._model.predict(inputs)[OUTPUT], dtype=np.float32)
 
 

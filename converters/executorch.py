@@ -216,7 +216,7 @@ def _unsqueeze(x, dim):
     return torch.ops.aten.view.default(x, shape)
 
 
-class ExecuTorchRunner:
+class ExecuTorchRunner(artifact.SpecRunner):
     """Runner over a .pte file: checks inputs against the static spec, then calls the `forward` method."""
 
     def __init__(self, model_file: Path, spec: artifact.InputSpec, num_classes: int):
@@ -226,16 +226,9 @@ class ExecuTorchRunner:
         with artifact.native_errors(model_file, "ExecuTorch"):
             self._method = runtime.load_program(Path(model_file)).load_method("forward")
 
-    @property
-    def takes_guidance(self) -> bool:
-        """True for guidance-embedding students: pass w instead of a second, unconditional call."""
-        return "w" in self.spec
-
-    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None,
-                 w: np.ndarray | None = None) -> np.ndarray:
+    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label, w)
         with artifact.native_errors(self.model_file, "ExecuTorch"):
             out = self._method.execute([torch.from_numpy(v) for v in inputs.values()])
         return out[0].numpy().astype(np.float32, copy=True)

@@ -119,21 +119,14 @@ def _supported(core, device: str, config: dict) -> dict:
     return {k: v for k, v in config.items() if k in names}
 
 
-class OpenVINORunner:
+class OpenVINORunner(artifact.SpecRunner):
     """Runner over a compiled OpenVINO model: checks inputs against the static spec, then infers."""
 
     def __init__(self, compiled, header):
         self.spec, self.num_classes = header.spec, header.num_classes
         self._request = compiled.create_infer_request()
 
-    @property
-    def takes_guidance(self) -> bool:
-        """True for guidance-embedding students: pass w instead of a second, unconditional call."""
-        return "w" in self.spec
-
-    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None,
-                 w: np.ndarray | None = None) -> np.ndarray:
-        inputs = artifact.prepare_inputs(self.spec, self.num_classes, x, t, label, w)
+    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         out = self._request.infer(list(inputs.values()))
         return np.array(out[0], dtype=np.float32, copy=True)
 

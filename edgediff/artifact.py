@@ -107,6 +107,26 @@ def example_inputs(spec: InputSpec) -> tuple:
     return tuple(torch.zeros(shape, dtype=getattr(torch, dtype)) for shape, dtype in spec.values())
 
 
+class SpecRunner:
+    """Base of the compiled-artifact Runners: inputs are checked against the static spec (shape, dtype, finite,
+    label range) before `_run(inputs)` hands them, in spec order, to the native runtime."""
+
+    spec: InputSpec
+    num_classes: int
+
+    @property
+    def takes_guidance(self) -> bool:
+        """True for guidance-embedding students: pass w instead of a second, unconditional call."""
+        return "w" in self.spec
+
+    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None,
+                 w: np.ndarray | None = None) -> np.ndarray:
+        return self._run(prepare_inputs(self.spec, self.num_classes, x, t, label, w))
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+
 def prepare_inputs(spec: InputSpec, num_classes: int, x, t, label, w=None, *,
                    allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
     """Check runner inputs against the static spec; return them in spec order and dtypes (label None = null,
