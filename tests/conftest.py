@@ -13,12 +13,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 SMALL = UNetConfig(channels=(16, 32), attention_levels=(1,), time_embed_dim=32, num_classes=10)
 
 
+def random_unet(config: UNetConfig = SMALL, *, seed: int = 0) -> UNet:
+    """A seeded random UNet whose output is not zero (the zero-initialised conv_out gets small weights)."""
+    torch.manual_seed(seed)
+    net = UNet(config)
+    torch.nn.init.normal_(net.conv_out.weight, std=0.05)
+    return net
+
+
 @pytest.fixture
 def small_model_dir(tmp_path):
     """A randomly initialised (non-zero output) small model directory."""
-    torch.manual_seed(0)
-    net = UNet(SMALL)
-    torch.nn.init.normal_(net.conv_out.weight, std=0.05)
+    net = random_unet()
     meta = {"name": "small-test", "precond": Preconditioning().to_dict(),
             "sampler_defaults": {"sampler": "dpmpp_2m", "steps": 4, "guidance": 2.0}}
     return checkpoint.save(tmp_path / "model", net, meta)

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from edgediff import bench, checkpoint
 from edgediff import report as report_mod
@@ -10,8 +9,7 @@ from edgediff.bench_worker import measure_in_child
 from edgediff.converters import convert_model
 from edgediff.denoiser import Preconditioning
 from edgediff.errors import EdgediffError, InputError
-from edgediff.unet import UNet
-from tests.conftest import SMALL
+from tests.conftest import SMALL, random_unet
 from tests.test_cli import assert_one_line_error, run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -27,9 +25,7 @@ def dirs(tmp_path_factory):
     """A small random model dir and its OpenVINO artifact, shared by this module's tests."""
     pytest.importorskip("openvino")
     root = tmp_path_factory.mktemp("bench")
-    torch.manual_seed(0)
-    net = UNet(SMALL)
-    torch.nn.init.normal_(net.conv_out.weight, std=0.05)
+    net = random_unet(SMALL)
     meta = {"name": "small-test", "precond": Preconditioning().to_dict(),
             "sampler_defaults": {"sampler": "dpmpp_2m", "steps": 4, "guidance": 2.0}}
     model = checkpoint.save(root / "model", net, meta)

@@ -15,11 +15,10 @@ import torch
 from edgediff import artifact, converters, parity
 from edgediff.denoiser import Preconditioning
 from edgediff.errors import EdgediffError, InputError, ModelFileError
-from edgediff.unet import UNet, UNetConfig
+from tests.conftest import SMALL, random_unet
 
 eager = converters.get("eager")
 
-SMALL = UNetConfig(channels=(16, 32), attention_levels=(1,), time_embed_dim=32, num_classes=10)
 BATCH = 2
 PACKAGES = {"executorch": "executorch.exir", "openvino": "openvino", "coreml": "coremltools"}
 CONVERT_OPTIONS = {"openvino": {"threads": 1}}
@@ -38,10 +37,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def net():
-    torch.manual_seed(0)
-    net = UNet(SMALL)
-    torch.nn.init.normal_(net.conv_out.weight, std=0.05)
-    return net.eval()
+    return random_unet(SMALL).eval()
 
 
 def spec_for(backend: str) -> artifact.InputSpec:

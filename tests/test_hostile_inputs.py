@@ -34,6 +34,7 @@ from edgediff.denoiser import Preconditioning
 from edgediff.errors import InputError, ModelFileError
 from edgediff.train import TrainConfig
 from edgediff.unet import UNet, UNetConfig
+from tests.conftest import random_unet
 
 SEED = 20260407
 TINY = UNetConfig(resolution=8, channels=(8, 16), attention_levels=(), time_embed_dim=16, groups=4, num_classes=3)
@@ -80,10 +81,7 @@ def assert_confined(before: dict, after: dict, allowed: tuple[Path, ...] = ()) -
 
 
 def tiny_net(seed: int = 0) -> UNet:
-    torch.manual_seed(seed)
-    net = UNet(TINY)
-    torch.nn.init.normal_(net.conv_out.weight, std=0.05)
-    return net.eval()
+    return random_unet(TINY, seed=seed).eval()
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,15 @@ import torch
 
 from edgediff import checkpoint, prune
 from edgediff.errors import InputError
-from edgediff.unet import UNet, UNetConfig, count_params, flops_per_step
+from edgediff.unet import UNetConfig, count_params, flops_per_step
+from tests.conftest import random_unet
 
 CFG = UNetConfig(channels=(16, 32, 32), attention_levels=(2,), time_embed_dim=32, num_classes=10)
 
 
 @pytest.fixture(scope="module")
 def net():
-    torch.manual_seed(0)
-    net = UNet(CFG)
-    torch.nn.init.normal_(net.conv_out.weight, std=0.05)
-    return net.eval()
+    return random_unet(CFG).eval()
 
 
 def test_half_the_channels_is_a_smaller_unet_that_rebuilds_from_its_config(net, tmp_path):

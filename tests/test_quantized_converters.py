@@ -12,13 +12,9 @@ from edgediff.converters import convert_model
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from tests.conftest import SMALL
+    from tests.conftest import SMALL, random_unet
 
-    torch.manual_seed(0)
-    from edgediff.unet import UNet
-
-    net = UNet(SMALL)
-    torch.nn.init.normal_(net.conv_out.weight, std=0.05)
+    net = random_unet(SMALL)
     return checkpoint.save(tmp_path_factory.mktemp("m") / "model", net, {"name": "small-test"})
 
 
