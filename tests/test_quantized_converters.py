@@ -32,6 +32,10 @@ def test_int8_is_calibrated_on_trajectories_and_recorded(model_dir, tmp_path, ba
     assert art.op_coverage["kept_float"]
     if backend == "executorch":  # int8 weights: the program shrinks
         assert (art.path / "model.pte").stat().st_size < 0.6 * (fp32.path / "model.pte").stat().st_size
+        # residual adds / skip concats stay float, so GroupNorm and upsample lower into the one XNNPACK delegate
+        assert art.op_coverage["islands"] == 1 and set(art.op_coverage["fallback_ops"]) <= {"aten.embedding.default"}
+        assert {"add.Tensor", "cat.default"} <= set(art.op_coverage["kept_float"])
+        assert art.options["kept_float"] == art.op_coverage["kept_float"]  # in the key: a new recipe re-converts
     naive = convert_model(model_dir, backend, tmp_path / "naive", precision="int8", calibration="random",
                           calibration_samples=16)
     assert naive.options["calibration"]["source"] == "random"
