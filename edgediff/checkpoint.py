@@ -123,7 +123,8 @@ def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], fi
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     both = sorted(set(own) & set(state))
     wrong = [k for k in both if own[k].shape != state[k].shape]
-    dtypes = [f"{k} ({state[k].dtype}, expected {own[k].dtype})" for k in both if own[k].dtype != state[k].dtype]
+    dtypes = [f"{k} ({state[k].dtype}, expected {own[k].dtype})" for k in both
+              if own[k].dtype != state[k].dtype and not _widens(state[k].dtype, own[k].dtype)]
     if (missing or extra) and strict or wrong or dtypes:
         raise ModelFileError(f"{file} does not match the config: missing {missing[:3]}, unexpected {extra[:3]}, "
                              f"wrong shape {wrong[:3]}, wrong dtype {dtypes[:3]}")
@@ -131,6 +132,11 @@ def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], fi
     if bad:
         raise ModelFileError(f"{file} holds NaN or Inf in {bad[:3]}: the weights are corrupt or training diverged; "
                              f"expected finite values")
+
+
+def _widens(stored: torch.dtype, expected: torch.dtype) -> bool:
+    """Half-precision storage of float32 weights (a file half the size) loads by upcasting."""
+    return expected == torch.float32 and stored in (torch.float16, torch.bfloat16)
 
 
 def read_tensors(file: Path) -> dict[str, torch.Tensor]:
@@ -163,12 +169,16 @@ def _short(e: Exception) -> str:
     return text[:200]
 
 
-def save(path: Path, net: UNet, meta: dict) -> Path:
-    """Write config.json + weights.safetensors into `path`, each file atomically."""
+def save(path: Path, net: UNet, meta: dict, *, dtype: torch.dtype = torch.float32) -> Path:
+    """Write config.json + weights.safetensors into `path`, each file atomically; `dtype` float16/bfloat16 stores
+    the float weights at half the size (`load` upcasts them to float32)."""
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"weights dtype {dtype} is not supported; expected float32, float16 or bfloat16")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta, "unet": net.config.to_dict()}
-    state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    state = {k: (v.to(dtype) if v.dtype == torch.float32 else v).detach().contiguous().cpu()
+             for k, v in net.state_dict().items()}
     write_tensors(path / WEIGHTS_FILE, state)
     write_text(path / CONFIG_FILE, json.dumps(meta, indent=2, allow_nan=False) + "\n")
     return path

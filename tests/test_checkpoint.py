@@ -15,6 +15,22 @@ def test_round_trip(small_model_dir):
     assert md.sampler_defaults["steps"] == 4 and md.precond.sigma_data == 0.5
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_load_upcast_at_half_the_size(small_model_dir, tmp_path, dtype):
+    md = checkpoint.load(small_model_dir)
+    half = checkpoint.save(tmp_path / "half", md.net, {"name": "half"}, dtype=dtype)
+    stored = checkpoint.read_tensors(half / checkpoint.WEIGHTS_FILE)
+    assert stored["conv_out.weight"].dtype == dtype
+    size = lambda d: (d / checkpoint.WEIGHTS_FILE).stat().st_size  # noqa: E731
+    assert size(half) < 0.55 * size(small_model_dir)
+    back = checkpoint.load(half)
+    for k, v in md.net.state_dict().items():
+        assert back.net.state_dict()[k].dtype == v.dtype
+        torch.testing.assert_close(back.net.state_dict()[k], v.to(dtype).to(v.dtype))
+    with pytest.raises(ValueError, match="float32, float16 or bfloat16"):
+        checkpoint.save(tmp_path / "bad", md.net, {}, dtype=torch.int8)
+
+
 def test_default_resolves_to_shipped_tiny():
     assert checkpoint.resolve("default").name == "mnist-tiny"
     assert {"mnist-nano", "mnist-tiny", "mnist-small"} <= set(checkpoint.list_shipped())
@@ -84,7 +100,8 @@ def test_tensor_files_carry_a_checksum_that_catches_a_flipped_value(small_model_
 
 @pytest.mark.parametrize("change, match", [
     (lambda v: v.double(), "wrong dtype"),
-    (lambda v: v.half(), "wrong dtype"),
+    (lambda v: v.to(torch.int8), "wrong dtype"),
+    (lambda v: torch.full_like(v.half(), float("nan")), "NaN or Inf"),
     (lambda v: torch.full_like(v, float("nan")), "NaN or Inf"),
     (lambda v: torch.full_like(v, float("inf")), "NaN or Inf"),
 ])
