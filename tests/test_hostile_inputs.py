@@ -184,6 +184,7 @@ def _mutate_weights(file: Path, kind: str, value) -> bool:
     elif kind == "dtype":
         state[key] = state[key].to(getattr(torch, value))
         checkpoint.write_tensors(file, state)
+        return value in ("float16", "bfloat16")  # half-precision storage of float32 weights loads upcast
     elif kind == "keys":
         _mutate_keys(state, key, value)
         checkpoint.write_tensors(file, state)
@@ -253,6 +254,9 @@ def test_hostile_weights(res, tmp_path, kind, value):
     else:
         assert harmless, f"{kind} {value} loaded without an error"
         ref = checkpoint.load(res / "model").net.state_dict()
+        if kind == "dtype":  # the one tensor stored in half precision comes back rounded, as float32
+            key = sorted(k for k in ref if ref[k].ndim >= 2)[0]
+            ref[key] = ref[key].to(getattr(torch, value)).float()
         torch.testing.assert_close(md.net.state_dict(), ref, rtol=0, atol=0)
     assert_confined(before, snapshot(tmp_path, res))
 
