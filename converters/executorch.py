@@ -26,6 +26,7 @@ KEEP_FLOAT = ("conv_in", "conv_out", "time_mlp", "label_emb")  # sensitive: stay
 # Residual adds and skip concatenations stay fp32 too: one int8 scale shared by a skip path and a deep path costs
 # parity (default model: 32.2 dB with them in int8, 39 dB without) and keeps GroupNorm/upsample in the delegate.
 KEEP_FLOAT_OPS = ("add.Tensor", "cat.default")
+KEPT_FLOAT = [*KEEP_FLOAT, *KEEP_FLOAT_OPS]  # what an int8 artifact records it left in float
 DELEGATES = ("xnnpack", "coreml")
 
 
@@ -41,7 +42,7 @@ def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", 
         raise InputError("executorch int8 is built for the xnnpack delegate; use --delegate xnnpack")
     options = {"delegate": delegate, **calibrate.options_for(precision, calibration, needs=CALIBRATED)}
     if precision in CALIBRATED:  # part of the artifact's key: a changed recipe re-converts instead of reusing
-        options["kept_float"] = [*KEEP_FLOAT, *KEEP_FLOAT_OPS]
+        options["kept_float"] = KEPT_FLOAT
     header = artifact.header_for(net, spec, backend=BACKEND, precision=precision, precond=precond,
                                  sampler_defaults=sampler_defaults, source=source, tools=("executorch",),
                                  options=options)
@@ -63,7 +64,7 @@ def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str, calibration=
     coverage = op_coverage(edge.exported_program().graph_module)
     coverage["delegate"] = delegate
     if calibration is not None:
-        coverage["kept_float"] = list(KEEP_FLOAT) + list(KEEP_FLOAT_OPS)
+        coverage["kept_float"] = KEPT_FLOAT
     if delegate != "xnnpack":
         coverage["parity"] = "not measured (needs macOS)"
     (tmp / MODEL_FILE).write_bytes(edge.to_executorch().buffer)

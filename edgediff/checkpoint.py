@@ -35,6 +35,7 @@ FORMAT_VERSION = schema.MODEL_FORMAT_VERSION
 DEFAULT_MODEL = "mnist-tiny"
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 CHECKSUM_KEY = "edgediff.sha256"  # safetensors metadata: sha256 over the tensors' names, dtypes, shapes, bytes
+HALF_DTYPES = (torch.float16, torch.bfloat16)  # storage dtypes of float32 weights that load by upcasting
 CKPT_NAME = re.compile(r"ckpt-(\d{8})")
 LATEST = "latest"
 
@@ -136,7 +137,7 @@ def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], fi
 
 def _widens(stored: torch.dtype, expected: torch.dtype) -> bool:
     """Half-precision storage of float32 weights (a file half the size) loads by upcasting."""
-    return expected == torch.float32 and stored in (torch.float16, torch.bfloat16)
+    return expected == torch.float32 and stored in HALF_DTYPES
 
 
 def read_tensors(file: Path) -> dict[str, torch.Tensor]:
@@ -172,7 +173,7 @@ def _short(e: Exception) -> str:
 def save(path: Path, net: UNet, meta: dict, *, dtype: torch.dtype = torch.float32) -> Path:
     """Write config.json + weights.safetensors into `path`, each file atomically; `dtype` float16/bfloat16 stores
     the float weights at half the size (`load` upcasts them to float32)."""
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+    if dtype not in (torch.float32, *HALF_DTYPES):
         raise ValueError(f"weights dtype {dtype} is not supported; expected float32, float16 or bfloat16")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
