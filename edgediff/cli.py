@@ -42,10 +42,11 @@ def _prune(a):
 def _distill(a):
     from . import distill
 
-    cfg = distill.DistillConfig(scales=a.scales, w_min=a.w_min, w_max=a.w_max, solver=a.solver)
+    cfg = distill.DistillConfig(scales=a.scales, w_min=a.w_min, w_max=a.w_max, solver=a.solver, method=a.method,
+                                trajectories=a.trajectories, substeps=a.substeps, top_fraction=a.top_fraction)
     out = distill.distill(a.model, Path(a.out), config=cfg, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                          target_ema=a.target_ema, resume=not a.restart, progress=not a.quiet, device=a.device,
-                          threads=a.threads, precision=a.precision)
+                          target_ema=a.target_ema, init=a.init, resume=not a.restart, progress=not a.quiet,
+                          device=a.device, threads=a.threads, precision=a.precision)
     print(f"consistency student written to {out}")
 
 
@@ -211,7 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--w-min", type=float, default=1.0, help="guidance scales the student learns: [w_min, w_max]")
     k.add_argument("--w-max", type=float, default=3.0)
     k.add_argument("--solver", default="heun", help="teacher ODE step: heun | euler")
-    k.add_argument("--target-ema", type=float, default=0.95, help="EMA rate of the target network")
+    k.add_argument("--target-ema", type=float, default=0.95,
+                   help="EMA rate of the target network (cd) or of the saved weights (trajectory)")
+    k.add_argument("--method", default="cd", help="cd (consistency distillation) | trajectory (regression onto "
+                   "the teacher's own ODE endpoints, solved up front into OUT/trajectories)")
+    k.add_argument("--trajectories", type=int, default=8000, help="trajectory method: teacher trajectories")
+    k.add_argument("--substeps", type=int, default=2, help="trajectory method: solver steps per Karras interval")
+    k.add_argument("--top-fraction", type=float, default=0.25, help="trajectory method: batch share at σ_max")
+    k.add_argument("--init", help="start from this consistency student's weights instead of the teacher's")
     k.add_argument("--precision", choices=["bf16", "fp32"])
     k.add_argument("--threads", type=int)
     k.add_argument("--device", default="cpu")

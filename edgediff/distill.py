@@ -5,6 +5,10 @@ as an input, so a guided image costs one network call per step. Each training st
 moves it to σ_n with one guided Heun step of the frozen teacher, and pulls the student's output at σ_{n+1} towards
 the EMA target's output at σ_n under the pseudo-Huber distance (improved consistency training, Song & Dhariwal
 2023). The boundary condition f(x, σ_min) = x is the preconditioning (`ConsistencyPreconditioning`).
+
+`method="trajectory"` trains the same student on ground-truth targets instead of bootstrapped ones: states of the
+guided teacher's own ODE trajectories (`edgediff.trajectories`) regressed onto their endpoints (Luhman & Luhman 2021
+at every noise level). No target network and no teacher call per step: the targets are solved once, up front.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .errors import InputError
 from .unet import UNet
 
 SOLVERS = ("heun", "euler")
+METHODS = ("cd", "trajectory")
 
 
 @dataclass(frozen=True)
@@ -30,10 +35,23 @@ class DistillConfig:
     w_min: float = 1.0  # guidance scales drawn uniformly from [w_min, w_max]
     w_max: float = 3.0
     solver: str = "heun"
+    method: str = "cd"  # "cd": consistency distillation; "trajectory": regression onto teacher ODE endpoints
+    trajectories: int = 8000  # trajectory method: teacher trajectories solved up front
+    substeps: int = 2  # trajectory method: DPM-Solver++(2M) steps per Karras interval
+    top_fraction: float = 0.25  # trajectory method: share of each batch at σ_max (the 1-step input)
 
     def __post_init__(self):
         if self.scales < 2 or not 0 <= self.w_min <= self.w_max or self.solver not in SOLVERS:
             raise InputError(f"need scales >= 2, 0 <= w_min <= w_max and solver in {SOLVERS}; got {self}")
+        if self.method not in METHODS or not 0 <= self.top_fraction <= 1:
+            raise InputError(f"need method in {METHODS} and 0 <= top_fraction <= 1; got {self}")
+
+    def trajectory_config(self, *, seed: int, label_dropout: float, bf16: bool):
+        from .trajectories import TrajectoryConfig
+
+        return TrajectoryConfig(count=self.trajectories, levels=self.scales, substeps=self.substeps, rho=self.rho,
+                                w_min=self.w_min, w_max=self.w_max, label_dropout=label_dropout, seed=seed,
+                                bf16=bf16)
 
 
 def karras_grid(cfg: DistillConfig, precond: Preconditioning) -> torch.Tensor:
@@ -105,10 +123,30 @@ def cd_loss(teacher, teacher_precond: Preconditioning, cfg: DistillConfig, *, pr
     return loss
 
 
+def trajectory_loss(store, teacher_precond: Preconditioning, cfg: DistillConfig, *, precision: str):
+    """The trajectory-distillation LossFn: pseudo-Huber(f_θ(x_traj(σ_j), σ_j, label, w), x_traj(0))."""
+    student_precond = ConsistencyPreconditioning(**dataclasses.asdict(teacher_precond))
+    bf16 = precision == "bf16"
+
+    def loss(batch) -> torch.Tensor:
+        i = batch.randint(len(store)).cpu()
+        j = torch.where(batch.rand().cpu() < cfg.top_fraction, 0, batch.randint(len(store.sigmas)).cpu())
+        dev = batch.x0.device
+        pred = denoise(batch.net, student_precond, store.states[i, j].to(dev), store.sigmas[j],
+                       store.label[i].to(dev), store.w[i].to(dev), bf16=bf16)
+        return pseudo_huber(pred, store.x0[i].to(dev))
+
+    return loss
+
+
 def distill(model, out: Path, *, config: DistillConfig = DistillConfig(), steps: int = 2000, batch_size: int = 64,
-            lr: float = 1e-4, target_ema: float = 0.95, resume: bool = True, progress: bool = True,
+            lr: float = 1e-4, target_ema: float = 0.95, init=None, resume: bool = True, progress: bool = True,
             device: str = "cpu", **train_overrides) -> Path:
-    """Distil a model directory into a guidance-conditioned consistency student in `out` (resumable)."""
+    """Distil a model directory into a guidance-conditioned consistency student in `out` (resumable).
+
+    `init` (a student model dir) starts from its weights instead of the teacher's; with `method="trajectory"`
+    `target_ema` is the EMA rate of the saved weights (there is no target network).
+    """
     from . import checkpoint, train
     from . import data as datasets
 
@@ -121,14 +159,30 @@ def distill(model, out: Path, *, config: DistillConfig = DistillConfig(), steps:
     torch.manual_seed(cfg.seed)  # the fresh w-embedding's initialisation is part of the recipe
     student = UNet(teacher.unet.replace(guidance_embed=True))
     student.load_state_dict(teacher.net.state_dict(), strict=False)  # w_mlp starts at zero: f ≈ teacher's D
+    if init is not None:
+        start = checkpoint.load(init)
+        if start.unet != student.config or start.precond.kind != "consistency":
+            raise InputError(f"--init {init} is not a consistency student of {model}'s architecture")
+        student.load_state_dict(start.net.state_dict())
     precond = ConsistencyPreconditioning(**dataclasses.asdict(teacher.precond))
     meta = {"name": Path(out).name, "precond": precond.to_dict(), "data": cfg.data,
             "training": dataclasses.asdict(cfg), "distillation": {**dataclasses.asdict(config),
                                                                   "teacher": teacher.meta.get("name", str(model)),
-                                                                  "target_ema": target_ema},
+                                                                  "target_ema": target_ema,
+                                                                  "init": None if init is None else
+                                                                  checkpoint.load(init, weights=False).meta.get(
+                                                                      "name", str(init))},
             "sampler_defaults": {"sampler": "consistency", "steps": 2, "guidance": 1.0}}
     data = datasets.load(cfg.data, resolution=teacher.unet.resolution, channels=teacher.unet.in_channels)
-    loss = cd_loss(teacher.net.eval().requires_grad_(False), teacher.precond, config, precision=cfg.precision,
-                   null_label=teacher.unet.null_label)
+    teacher.net.eval().requires_grad_(False)
+    if config.method == "trajectory":
+        from . import trajectories
+
+        tcfg = config.trajectory_config(seed=cfg.seed, label_dropout=cfg.label_dropout, bf16=cfg.precision == "bf16")
+        store = trajectories.generate(teacher, Path(out) / "trajectories", tcfg, progress=progress)
+        loss = trajectory_loss(store, teacher.precond, config, precision=cfg.precision)
+    else:
+        loss = cd_loss(teacher.net, teacher.precond, config, precision=cfg.precision,
+                       null_label=teacher.unet.null_label)
     return train.run(student.train(), cfg, Path(out), data=data, loss=loss, meta=meta, resume=resume,
                      progress=progress, device=device, ema_decay=target_ema)

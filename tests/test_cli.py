@@ -75,3 +75,9 @@ def test_default_model_npy_is_byte_identical(tmp_path):
         res = run(*args, "--out", str(tmp_path / name))
         assert res.returncode == 0, res.stderr
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+
+
+def test_distill_rejects_an_unknown_method_before_any_work(small_model_dir, tmp_path):
+    res = run("distill", "--model", str(small_model_dir), "--method", "progressive", "--out", str(tmp_path / "s"))
+    assert_one_line_error(res, "method in ('cd', 'trajectory')")
+    assert not (tmp_path / "s").exists()
