@@ -159,19 +159,19 @@ def distill(model, out: Path, *, config: DistillConfig = DistillConfig(), steps:
     torch.manual_seed(cfg.seed)  # the fresh w-embedding's initialisation is part of the recipe
     student = UNet(teacher.unet.replace(guidance_embed=True))
     student.load_state_dict(teacher.net.state_dict(), strict=False)  # w_mlp starts at zero: f ≈ teacher's D
+    init_name = None
     if init is not None:
         start = checkpoint.load(init)
         if start.unet != student.config or start.precond.kind != "consistency":
             raise InputError(f"--init {init} is not a consistency student of {model}'s architecture")
         student.load_state_dict(start.net.state_dict())
+        init_name = start.meta.get("name", str(init))
     precond = ConsistencyPreconditioning(**dataclasses.asdict(teacher.precond))
     meta = {"name": Path(out).name, "precond": precond.to_dict(), "data": cfg.data,
             "training": dataclasses.asdict(cfg), "distillation": {**dataclasses.asdict(config),
                                                                   "teacher": teacher.meta.get("name", str(model)),
                                                                   "target_ema": target_ema,
-                                                                  "init": None if init is None else
-                                                                  checkpoint.load(init, weights=False).meta.get(
-                                                                      "name", str(init))},
+                                                                  "init": init_name},
             "sampler_defaults": {"sampler": "consistency", "steps": 2, "guidance": 1.0}}
     data = datasets.load(cfg.data, resolution=teacher.unet.resolution, channels=teacher.unet.in_channels)
     teacher.net.eval().requires_grad_(False)
