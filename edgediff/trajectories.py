@@ -84,14 +84,14 @@ def load(out: Path) -> Trajectories:
     from safetensors.torch import load_file
 
     out = Path(out)
-    cfg = TrajectoryConfig(**json.loads((out / CONFIG).read_text())["config"])
+    saved = json.loads((out / CONFIG).read_text())
+    cfg = TrajectoryConfig(**saved["config"])
     paths = [_chunk_path(out, i) for i in range(-(-cfg.count // cfg.chunk))]
     if missing := [p.name for p in paths if not p.exists()]:
         raise InputError(f"{out} is an unfinished trajectory store (missing {missing[0]}); run generate to finish it")
     parts = [load_file(p) for p in paths]
-    sigmas = json.loads((out / CONFIG).read_text())["sigmas"]
     cat = lambda k: torch.cat([p[k] for p in parts])  # noqa: E731
-    return Trajectories(torch.tensor(sigmas[:-1]), cat("states"), cat("x0"), cat("label"), cat("w"))
+    return Trajectories(torch.tensor(saved["sigmas"][:-1]), cat("states"), cat("x0"), cat("label"), cat("w"))
 
 
 def _solve_chunk(teacher, cfg: TrajectoryConfig, index: int, n: int) -> dict[str, torch.Tensor]:
