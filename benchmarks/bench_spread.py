@@ -14,8 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
-from edgediff import bench
-from edgediff.report import markdown_table, write_json
+from edgediff.measure import bench
+from edgediff.measure.report import markdown_table, write_json
 
 LIMIT = 0.15  # acceptance: two runs within 15% of each other
 OVERHEAD_LIMIT = 0.02  # acceptance: sampler overhead < 2% of the image time

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgediff import compression
+from edgediff.measure import compression
 
 
 def main() -> None:

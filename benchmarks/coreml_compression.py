@@ -12,9 +12,12 @@ from pathlib import Path
 
 import torch
 
-from edgediff import checkpoint, generate, metrics
-from edgediff.converters import convert_model, coreml, eager
-from edgediff.report import markdown_table
+from edgediff.converters import coreml, eager
+from edgediff.converters.convert import convert_model
+from edgediff.measure import quality as metrics
+from edgediff.measure.report import markdown_table
+from edgediff.models import checkpoint
+from edgediff.sampling import generate
 
 PRECISIONS = ("fp16", "w8", "palette6", "palette4", "w4")
 

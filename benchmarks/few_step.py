@@ -17,10 +17,14 @@ from pathlib import Path
 
 import torch
 
-from edgediff import generate, metrics
-from edgediff.converters import convert_model
-from edgediff.latency import min_of_medians
-from edgediff.report import markdown_table
+import edgediff
+from edgediff.converters.convert import convert_model
+from edgediff.format.configs import Request
+from edgediff.measure import quality as metrics
+from edgediff.measure.latency import min_of_medians
+from edgediff.measure.report import markdown_table
+from edgediff.runtime import open as sample_open
+from edgediff.sampling import generate
 
 # (model, sampler, steps, guidance, σ schedule): "formula" = edgediff.sampling.schedule; "model" = the model's tuned
 # sampler_defaults.sigmas where it has them for these steps (`edgediff tune-schedule`), else the formula
@@ -32,17 +36,17 @@ QUALITY = [("teacher", "euler", 50, 1.0, "model"), ("teacher", "dpmpp_2m", 10, 1
 
 
 def quality(models: dict, n: int) -> list[dict]:
-    from edgediff import checkpoint
-    from edgediff.sampling import schedule
+    from edgediff.models import checkpoint
+    from edgediff.sampling.schedules import schedule
 
     rows = []
     for who, sampler, steps, g, sched in QUALITY:
         md = checkpoint.load(models[who], weights=False)
         formula = tuple(schedule(sampler, steps, sigma_min=md.precond.sigma_min, sigma_max=md.precond.sigma_max))
-        req = generate.with_defaults(generate.Request(n=n, seed=0, sampler=sampler, steps=steps, guidance=g,
+        req = generate.with_defaults(Request(n=n, seed=0, sampler=sampler, steps=steps, guidance=g,
                                                       sigmas=formula if sched == "formula" else None),
                                      md.sampler_defaults)
-        images, labels = generate.from_model(models[who], request=req)
+        images, labels = sample_open.from_model(models[who], request=req)
         ev = metrics.evaluate(images, labels)
         calls = steps * (2 if g != 1.0 and who == "teacher" else 1)
         sigmas = "formula" if req.sigmas in (None, formula) else "tuned " + ",".join(f"{v:g}" for v in req.sigmas)
@@ -60,11 +64,9 @@ def speed(models: dict, work: Path) -> list[dict]:
     cases += [("student", b, str(a.path), "consistency", 2) for b, a in arts.items()]
     rows = []
     for who, backend, src, sampler, steps in cases:
-        runner, precond, classes, shape, defaults = generate.open_runner(src, "auto", {})
-        req = generate.with_defaults(generate.Request(n=1, seed=0, sampler=sampler, steps=steps, guidance=1.0,
-                                                      batch_size=1), defaults)
-        ms = min_of_medians(lambda r=runner, p=precond, c=classes, s=shape, q=req:
-                            generate.generate(r, p, s, q, num_classes=c), warmup=3, iters=15)
+        m = edgediff.load(src)
+        req = Request(n=1, seed=0, sampler=sampler, steps=steps, guidance=1.0, batch_size=1)
+        ms = min_of_medians(lambda m=m, q=req: m.sample(q), warmup=3, iters=15)
         rows.append({"model": who, "backend": backend, "sampler": f"{sampler}-{steps}", "image_ms": ms})
     base = rows[0]["image_ms"]
     for r in rows:

@@ -17,21 +17,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgediff import checkpoint
-from edgediff.converters import convert_model, get
-from edgediff.latency import min_of_medians
-from edgediff.report import markdown_table
-from edgediff.unet import UNet, flops_per_step
+from edgediff.converters import get
+from edgediff.converters.convert import convert_model
+from edgediff.format import model_dir as model_dirs
+from edgediff.measure.latency import min_of_medians
+from edgediff.measure.report import markdown_table
+from edgediff.models import checkpoint
+from edgediff.models.unet import UNet, flops_per_step
 
 BACKENDS = ("openvino", "executorch")
 
 
 def model_dir(name: str, work: Path) -> tuple[str, bool]:
     """A model dir for `name`: the shipped one if it has weights, else a seeded random init of its config."""
-    path = checkpoint.resolve(name)
+    path = model_dirs.resolve(name)
     if (path / checkpoint.WEIGHTS_FILE).is_file():
         return name, True
-    meta = checkpoint.read_config(path)
+    meta = model_dir.read_config(path)
     torch.manual_seed(0)
     net = UNet(checkpoint.load(path, weights=False).unet)
     return str(checkpoint.save(work / f"{name}-random", net, {k: v for k, v in meta.items() if k != "unet"})), False

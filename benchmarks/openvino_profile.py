@@ -18,8 +18,8 @@ import numpy as np
 
 
 def profile(art_dir: str, *, iters: int, threads: int | None) -> None:
-    from edgediff import artifact
     from edgediff.converters import openvino
+    from edgediff.format import artifact
 
     art = artifact.open_artifact(art_dir, backend="openvino")
     config = {"PERF_COUNT": True, "INFERENCE_PRECISION_HINT": openvino.HINTS.get(art.precision, "f32")}

@@ -12,8 +12,10 @@ import time
 
 import torch
 
-from edgediff import generate, metrics
-from edgediff.report import markdown_table, write_json
+from edgediff.format.configs import Request
+from edgediff.measure import quality as metrics
+from edgediff.measure.report import markdown_table, write_json
+from edgediff.runtime import open as sample_open
 
 SETTINGS = [("euler", 50, 1.0), ("dpmpp_2m", 10, 1.0), ("dpmpp_2m", 20, 1.0), ("heun", 10, 1.0),
             ("dpmpp_2m", 10, 2.0), ("dpmpp_2m", 20, 2.0)]
@@ -36,8 +38,8 @@ def main() -> None:
     rows = []
     for sampler, steps, guidance in SETTINGS:
         t0 = time.perf_counter()
-        req = generate.Request(n=a.n, seed=0, sampler=sampler, steps=steps, guidance=guidance)
-        images, labels = generate.from_model(a.model, request=req, progress=True)
+        req = Request(n=a.n, seed=0, sampler=sampler, steps=steps, guidance=guidance)
+        images, labels = sample_open.from_model(a.model, request=req, progress=True)
         ev = metrics.evaluate(images, labels)
         rows.append({"sampler": sampler, "steps": steps, "guidance": guidance,
                      "calls_per_image": calls_per_image(sampler, steps, guidance),

@@ -10,12 +10,14 @@ import platform
 
 import torch
 
-from edgediff import checkpoint, info
-from edgediff.data import load
-from edgediff.latency import measure, min_of_medians
-from edgediff.report import markdown_table, write_json
-from edgediff.train import TrainConfig, edm_loss
-from edgediff.unet import UNet
+from edgediff.format.configs import TrainConfig
+from edgediff.measure import info
+from edgediff.measure.latency import measure, min_of_medians
+from edgediff.measure.report import markdown_table, write_json
+from edgediff.models import checkpoint
+from edgediff.models.unet import UNet
+from edgediff.training.data import load
+from edgediff.training.edm import edm_loss
 
 
 def train_images_per_second(md, images, labels, *, precision: str, batch: int = 128, steps: int = 6) -> float:

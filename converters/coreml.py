@@ -12,18 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edgediff import artifact, parity
+from edgediff.converters import build
+from edgediff.converters.base import ModuleBackend, not_measured
 from edgediff.errors import EdgediffError, InputError, require
+from edgediff.format import artifact
+from edgediff.format.inputs import SpecRunner
 
-BACKEND = "coreml"
 MODEL_FILE = "model.mlpackage"
-LABEL_DTYPE = "int32"
 PRECISIONS = ("fp32", "fp16", "w8", "palette6", "palette4", "w4")
 COMPRESSED = {"w8": "int8 per-channel linear weights", "palette6": "6-bit k-means palette per tensor",
               "palette4": "4-bit k-means palette per tensor", "w4": "int4 block-wise (32) linear weights, iOS18+"}
 OUTPUT = "output"
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
-NOT_MEASURED = "not measured (needs macOS)"
 
 
 def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", calibration=None, precond,
@@ -36,11 +36,11 @@ def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", 
     if precision == "w4" and minimum_deployment_target < "iOS18":
         minimum_deployment_target = "iOS18"  # block-wise int4 weights need the iOS18 opset
     meta = {"author": author, "license": license, "version": version}
-    header = artifact.header_for(net, spec, backend=BACKEND, precision=precision, precond=precond,
+    header = build.header_for(net, spec, backend=BACKEND.name, precision=precision, precond=precond,
                                  sampler_defaults=sampler_defaults, source=source, tools=("coremltools",),
                                  options={"minimum_deployment_target": minimum_deployment_target, **meta})
     staged = (lambda f: CoreMLRunner(f, header, compute_units="CPU_ONLY")) if on_macos() else None
-    return parity.build(net, out_dir, header, lower=lambda tmp: _lower(net, header, tmp), load_staged=staged)
+    return build.build(net, out_dir, header, lower=lambda tmp: _lower(net, header, tmp), load_staged=staged)
 
 
 def on_macos() -> bool:
@@ -59,7 +59,7 @@ def _lower(net, header: artifact.Header, tmp: Path) -> tuple[str, dict]:
     target = getattr(ct.target, target_name, None)
     if target is None:
         raise InputError(f"unknown minimum_deployment_target {target_name!r}; expected e.g. iOS17, iOS18, macOS14")
-    ep = artifact.capture(net, header.spec).run_decompositions({})
+    ep = build.capture(net, header.spec).run_decompositions({})
     precision = ct.precision.FLOAT32 if header.precision == "fp32" else ct.precision.FLOAT16
     model = ct.convert(ep, convert_to="mlprogram", minimum_deployment_target=target, compute_precision=precision,
                        skip_model_load=True)
@@ -71,8 +71,8 @@ def _lower(net, header: artifact.Header, tmp: Path) -> tuple[str, dict]:
     model = ct.models.MLModel(model._spec, weights_dir=model.weights_dir, skip_model_load=True)
     _describe(model, header)
     model.save(str(tmp / MODEL_FILE))
-    return MODEL_FILE, {"ops": ops, "compute_precision": header.precision, "parity": NOT_MEASURED
-                        if not on_macos() else "measured on CPU_ONLY"}
+    return MODEL_FILE, {"ops": ops, "compute_precision": header.precision, "parity": not_measured(unavailable())
+                        if unavailable() else "measured on CPU_ONLY"}
 
 
 def _compress(model, precision: str):
@@ -130,7 +130,7 @@ def _describe(model, header: artifact.Header) -> None:
     model.user_defined_metadata.update({f"edgediff.{k}": json.dumps(v, sort_keys=True) for k, v in fields.items()})
 
 
-class CoreMLRunner(artifact.SpecRunner):
+class CoreMLRunner(SpecRunner):
     """Runner over an .mlpackage through MLModel.predict (macOS only)."""
 
     def __init__(self, model_file: Path, header, *, compute_units: str = "ALL"):
@@ -145,10 +145,27 @@ class CoreMLRunner(artifact.SpecRunner):
         return np.asarray(self._model.predict(inputs)[OUTPUT], dtype=np.float32)
 
 
-def load(artifact_or_dir, *, compute_units: str = "ALL") -> CoreMLRunner:
-    """Verify a coreml artifact and return its Runner; off macOS this raises a clear EdgediffError."""
-    art = artifact.open_artifact(artifact_or_dir, backend=BACKEND)
-    if not on_macos():
-        raise EdgediffError(f"Core ML prediction needs macOS; converting and compressing work here "
+def load(artifact_or_dir, *, device: str | None = None, threads: int | None = None) -> CoreMLRunner:
+    """Verify a coreml artifact and return its Runner on compute unit `device` (ALL by default); off macOS this
+    raises a clear EdgediffError. Core ML schedules its own threads: `threads` is not used."""
+    art = artifact.open_artifact(artifact_or_dir, backend=BACKEND.name)
+    reason = unavailable()
+    if reason:
+        raise EdgediffError(f"Core ML prediction {reason}; converting and compressing work here "
                             f"({art.path} is valid, sha256 verified)")
-    return CoreMLRunner(art.model_path, art, compute_units=compute_units)
+    return CoreMLRunner(art.model_path, art, compute_units=device or "ALL")
+
+
+def unavailable() -> str | None:
+    """Why Core ML artifacts cannot run on this machine (None on macOS)."""
+    return None if on_macos() else "needs macOS"
+
+
+APP_HINT = ("iOS/macOS: add `{file}` to the Xcode project and call `prediction(from:)` with the inputs below.")
+BACKEND = ModuleBackend(name="coreml", precisions=PRECISIONS, label_dtype="int32",
+                        convert_options=("minimum_deployment_target", "author", "license", "version"),
+                        default_device="ALL", takes_device=True, requires=("coremltools",), extra="coreml",
+                        pipeline_precisions=("fp16", "palette6"), compressed=("w8", "palette6", "palette4", "w4"),
+                        app_hint=APP_HINT,
+                        devices=devices, convert_fn=convert, load_fn=load,
+                        unavailable=unavailable)

@@ -14,12 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgediff import artifact, calibrate, parity
+from edgediff.converters import build
+from edgediff.converters import calibration as calibrate
+from edgediff.converters.base import ModuleBackend, not_measured
+from edgediff.converters.xnnpack_rewrites import xnnpack_friendly_decompositions
 from edgediff.errors import EdgediffError, InputError, require
+from edgediff.format import artifact
+from edgediff.format.inputs import SpecRunner, prepare_inputs
 
-BACKEND = "executorch"
 MODEL_FILE = "model.pte"
-LABEL_DTYPE = "int64"  # the UNet embeds int64 indices: int64 input saves a portable cast kernel
 PRECISIONS = ("fp32", "int8")
 CALIBRATED = ("int8",)
 KEEP_FLOAT = ("conv_in", "conv_out", "time_mlp", "label_emb")  # sensitive: stay fp32 in int8 artifacts
@@ -43,18 +46,18 @@ def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", 
     options = {"delegate": delegate, **calibrate.options_for(precision, calibration, needs=CALIBRATED)}
     if precision in CALIBRATED:  # part of the artifact's key: a changed recipe re-converts instead of reusing
         options["kept_float"] = KEPT_FLOAT
-    header = artifact.header_for(net, spec, backend=BACKEND, precision=precision, precond=precond,
+    header = build.header_for(net, spec, backend=BACKEND.name, precision=precision, precond=precond,
                                  sampler_defaults=sampler_defaults, source=source, tools=("executorch",),
                                  options=options)
     staged = (lambda f: ExecuTorchRunner(f, header.spec, header.num_classes)) if delegate == "xnnpack" else None
-    return parity.build(net, out_dir, header, load_staged=staged,
+    return build.build(net, out_dir, header, load_staged=staged,
                         lower=lambda tmp: _lower(net, header.spec, tmp, delegate, calibration))
 
 
 def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str, calibration=None) -> tuple[str, dict]:
     """Capture, (quantize,) lower with the delegate's partitioner, serialize; return (file name, op coverage)."""
     exir = require("executorch.exir", "executorch")
-    ep = artifact.capture(net, spec)
+    ep = build.capture(net, spec)
     if calibration is not None:  # on the training IR, whose conv2d/linear patterns the quantizer matches
         ep = _quantize_int8(net, ep, spec, calibration)
         calibrate.save(tmp / calibrate.CALIBRATION_FILE, calibration)
@@ -66,7 +69,7 @@ def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str, calibration=
     if calibration is not None:
         coverage["kept_float"] = KEPT_FLOAT
     if delegate != "xnnpack":
-        coverage["parity"] = "not measured (needs macOS)"
+        coverage["parity"] = not_measured("needs macOS")
     (tmp / MODEL_FILE).write_bytes(edge.to_executorch().buffer)
     return MODEL_FILE, coverage
 
@@ -93,11 +96,11 @@ def _quantize_int8(net, ep, spec: artifact.InputSpec, calibration):
     classes = net.config.num_classes if "label" in spec else 0
     with torch.no_grad():
         for x, t, label, w in calibration.batches(spec["x"][0][0]):
-            inputs = artifact.prepare_inputs(spec, classes, x, t, label if classes else None,
+            inputs = prepare_inputs(spec, classes, x, t, label if classes else None,
                                              w if "w" in spec else None)
             model(*(torch.from_numpy(v) for v in inputs.values()))
     model = pt2e.convert_pt2e(model)
-    return torch.export.export(model, artifact.example_inputs(spec))
+    return torch.export.export(model, build.example_inputs(spec))
 
 
 def _is_float_op(node) -> bool:
@@ -141,92 +144,16 @@ def _op_name(target) -> str:
     return "executorch_call_delegate" if "executorch_call_delegate" in name else name
 
 
-def xnnpack_friendly_decompositions() -> dict:
-    """Core ATen decompositions plus exact rewrites of ops XNNPACK would otherwise leave to portable kernels.
-
-    They also apply to int8 graphs: with the residual adds and skip concatenations left in float (KEEP_FLOAT_OPS)
-    the GroupNorm and upsample rewrites' reshapes no longer sit between quantize nodes, which XNNPACK's NHWC pass
-    would reject, so an int8 UNet is one delegate too."""
-    import torch
-    from torch._decomp import core_aten_decompositions
-
-    aten = torch.ops.aten
-    table = core_aten_decompositions()
-    table[aten.native_group_norm.default] = _group_norm
-    table[aten.upsample_nearest2d.vec] = _upsample_nearest
-    table[aten.expand.default] = _expand
-    table[aten.squeeze.dims] = _squeeze_dims
-    table[aten.unsqueeze.default] = _unsqueeze
-    table[aten.linear.default] = _linear
-    return table
 
 
-def _linear(x, weight, bias=None):
-    """Linear on [..., K] as a 2-D linear between reshapes (a batched-matmul form trips XNNPACK's linear pass)."""
-    import torch
-
-    if x.dim() <= 2:
-        return NotImplemented
-    out = torch.ops.aten.linear.default(x.reshape(-1, x.shape[-1]), weight, bias)
-    return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
-def _group_norm(x, weight, bias, n, c, hxw, groups, eps):
-    """native_group_norm on [B,C,...] from 4-D mean.dim(2,3) / sub / mul / rsqrt (XNNPACK-delegable)."""
-    shape, c = x.shape, x.shape[1]
-    y = x.reshape(shape[0], groups, c // groups, -1)
-    mean = y.mean(dim=(2, 3), keepdim=True)
-    d = y - mean
-    var = (d * d).mean(dim=(2, 3), keepdim=True)
-    rstd = (var + eps).rsqrt()
-    y = (d * rstd).reshape(shape)
-    per_channel = [1, c] + [1] * (len(shape) - 2)
-    if weight is not None:
-        y = y * weight.reshape(per_channel)
-    if bias is not None:
-        y = y + bias.reshape(per_channel)
-    return y, mean.reshape(shape[0], groups), rstd.reshape(shape[0], groups)
 
 
-def _upsample_nearest(x, output_size=None, scale_factors=None):
-    """Nearest 2× upsampling as reshape + cat (distinct operands: XNNPACK's cat wants ≥ 2 input nodes)."""
-    import torch
-
-    if x.dim() != 4:
-        return NotImplemented
-    b, c, h, w = x.shape
-    size = output_size or [int(h * scale_factors[0]), int(w * scale_factors[1])]
-    if list(size) != [2 * h, 2 * w]:
-        return NotImplemented  # keep the original op
-    u = torch.cat([x.reshape(b, c * h, w, 1), x.reshape(b, c * h, w, 1)], dim=3)
-    v = torch.cat([u.reshape(b, c * h, 1, 2 * w), u.reshape(b, c * h, 1, 2 * w)], dim=2)
-    return v.reshape(b, c, 2 * h, 2 * w)
 
 
-def _expand(x, size, implicit=False):
-    import torch
 
-    if list(x.shape) != list(size):
-        return NotImplemented
-    return torch.ops.aten.view.default(x, list(size))
-
-
-def _squeeze_dims(x, dims):
-    import torch
-
-    drop = {d % max(x.dim(), 1) for d in dims}
-    return torch.ops.aten.view.default(x, [s for i, s in enumerate(x.shape) if not (i in drop and s == 1)])
-
-
-def _unsqueeze(x, dim):
-    import torch
-
-    shape = list(x.shape)
-    shape.insert(dim % (x.dim() + 1), 1)
-    return torch.ops.aten.view.default(x, shape)
-
-
-class ExecuTorchRunner(artifact.SpecRunner):
+class ExecuTorchRunner(SpecRunner):
     """Runner over a .pte file: checks inputs against the static spec, then calls the `forward` method."""
 
     def __init__(self, model_file: Path, spec: artifact.InputSpec, num_classes: int):
@@ -243,6 +170,10 @@ class ExecuTorchRunner(artifact.SpecRunner):
             out = self._method.execute([torch.from_numpy(v) for v in inputs.values()])
         return out[0].numpy().astype(np.float32, copy=True)
 
+    @property
+    def threads(self) -> int | None:
+        return threadpool_size()
+
 
 def devices() -> list[str]:
     """The delegate backends this ExecuTorch runtime has registered (e.g. XnnpackBackend)."""
@@ -250,11 +181,10 @@ def devices() -> list[str]:
     return list(runtime.backend_registry.registered_backend_names)
 
 
-def load(artifact_or_dir, **runtime_options) -> ExecuTorchRunner:
-    """Verify an executorch artifact (hashes, spec) and return its Runner."""
-    if runtime_options:
-        raise InputError(f"executorch runner takes no options; got {sorted(runtime_options)}")
-    art = artifact.open_artifact(artifact_or_dir, backend=BACKEND)
+def load(artifact_or_dir, *, device: str | None = None, threads: int | None = None) -> ExecuTorchRunner:
+    """Verify an executorch artifact (hashes, spec) and return its Runner; `threads` resizes ExecuTorch's shared
+    threadpool first."""
+    art = artifact.open_artifact(artifact_or_dir, backend=BACKEND.name)
     delegate = art.options.get("delegate", "xnnpack")
     runtime = require("executorch.runtime", "executorch").Runtime.get()
     backend = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend"}.get(delegate, delegate)
@@ -262,4 +192,26 @@ def load(artifact_or_dir, **runtime_options) -> ExecuTorchRunner:
         raise EdgediffError(f"{art.path} was lowered for the {delegate} delegate, which this ExecuTorch runtime "
                             f"lacks (registered: {', '.join(runtime.backend_registry.registered_backend_names)})"
                             + ("; Core ML delegates run on macOS/iOS" if delegate == "coreml" else ""))
+    threadpool_size(threads)
     return ExecuTorchRunner(art.model_path, art.spec, art.num_classes)
+
+
+def threadpool_size(threads: int | None = None) -> int | None:
+    """Resize ExecuTorch's shared threadpool to `threads` (when given); the size it now has, if it can say."""
+    try:
+        from executorch.extension.pybindings import portable_lib
+    except ImportError:
+        return threads
+    if threads:
+        portable_lib._unsafe_reset_threadpool(int(threads))  # called before any method of the new runner runs
+    return int(portable_lib._threadpool_get_thread_count())
+
+
+# labels are int64: the UNet embeds int64 indices, so an int64 input saves a portable cast kernel
+APP_HINT = ("Android/iOS: load `{file}` with ExecuTorch's `Module` (XNNPACK backend linked in); inputs in spec "
+            "order, see below.")
+BACKEND = ModuleBackend(name="executorch", precisions=PRECISIONS, calibrated=CALIBRATED, label_dtype="int64",
+                        convert_options=("delegate",), requires=("executorch",), extra="executorch",
+                        pipeline_precisions=("fp32", "int8"), compressed=("int8",),
+                        app_hint=APP_HINT,
+                        devices=devices, convert_fn=convert, load_fn=load)

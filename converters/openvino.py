@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgediff import artifact, calibrate, parity
+from edgediff.converters import build
+from edgediff.converters import calibration as calibrate
+from edgediff.converters.base import ModuleBackend
 from edgediff.errors import InputError, require
+from edgediff.format import artifact
+from edgediff.format.inputs import SpecRunner, prepare_inputs
 
-BACKEND = "openvino"
 MODEL_FILE = "model.xml"
-LABEL_DTYPE = "int32"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "w8")
 CALIBRATED = ("int8",)
 HINTS = {"fp32": "f32", "fp16": "f32", "bf16": "bf16", "int8": "f32", "w8": "f32"}
@@ -29,13 +31,13 @@ def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", 
     """Convert `net` to an OpenVINO IR artifact in `out_dir`, parity-gated on this machine's CPU."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown openvino precision {precision!r}; expected one of {PRECISIONS}")
-    header = artifact.header_for(net, spec, backend=BACKEND, precision=precision, precond=precond,
+    header = build.header_for(net, spec, backend=BACKEND.name, precision=precision, precond=precond,
                                  sampler_defaults=sampler_defaults, source=source, tools=("openvino", "nncf"),
                                  options=calibrate.options_for(precision, calibration, needs=CALIBRATED))
 
     def staged(file):
         return OpenVINORunner(_compile(file, device="CPU", hint=HINTS[precision], threads=threads), header)
-    return parity.build(net, out_dir, header, lower=lambda tmp: _lower(net, header, tmp, calibration),
+    return build.build(net, out_dir, header, lower=lambda tmp: _lower(net, header, tmp, calibration),
                         load_staged=staged)
 
 
@@ -45,7 +47,7 @@ def _lower(net, header: artifact.Header, tmp: Path, calibration=None) -> tuple[s
 
     ov = require("openvino", "openvino")
     with torch.no_grad():
-        model = ov.convert_model(net.eval(), example_input=artifact.example_inputs(header.spec))
+        model = ov.convert_model(net.eval(), example_input=build.example_inputs(header.spec))
     model.reshape({model.inputs[i]: list(shape) for i, (shape, _) in enumerate(header.spec.values())})
     coverage = {"inference_precision": HINTS[header.precision],
                 "note": "OpenVINO runs the whole graph on the chosen device (no partitioning)"}
@@ -65,7 +67,7 @@ def _quantize_int8(model, header: artifact.Header, calibration):
     """NNCF post-training static int8 (weights + activations) fed the calibration inputs in spec order."""
     nncf = require("nncf", "openvino")
     batch = header.spec["x"][0][0]
-    items = [list(artifact.prepare_inputs(header.spec, header.num_classes, x, t,
+    items = [list(prepare_inputs(header.spec, header.num_classes, x, t,
                                           label if header.num_classes else None,
                                           w if "w" in header.spec else None).values())
              for x, t, label, w in calibration.batches(batch)]
@@ -119,7 +121,7 @@ def _supported(core, device: str, config: dict) -> dict:
     return {k: v for k, v in config.items() if k in names}
 
 
-class OpenVINORunner(artifact.SpecRunner):
+class OpenVINORunner(SpecRunner):
     """Runner over a compiled OpenVINO model: checks inputs against the static spec, then infers."""
 
     def __init__(self, compiled, header):
@@ -130,11 +132,29 @@ class OpenVINORunner(artifact.SpecRunner):
         out = self._request.infer(list(inputs.values()))
         return np.array(out[0], dtype=np.float32, copy=True)
 
+    @property
+    def threads(self) -> int | None:
+        """The inference threads the compiled model uses (None where the device cannot say)."""
+        try:
+            return int(self._request.get_compiled_model().get_property("INFERENCE_NUM_THREADS"))
+        except (RuntimeError, TypeError, ValueError):
+            return None
 
-def load(artifact_or_dir, *, device: str = "CPU", threads: int | None = None, cache_dir=None,
+
+def load(artifact_or_dir, *, device: str | None = None, threads: int | None = None, cache_dir=None,
          inference_precision: str | None = None) -> OpenVINORunner:
-    """Verify an openvino artifact and compile it for `device` (f32 unless the artifact is bf16)."""
-    art = artifact.open_artifact(artifact_or_dir, backend=BACKEND)
+    """Verify an openvino artifact and compile it for `device` (CPU by default; f32 unless the artifact is bf16)."""
+    art = artifact.open_artifact(artifact_or_dir, backend=BACKEND.name)
     hint = inference_precision or HINTS.get(art.precision, "f32")
-    compiled = _compile(art.model_path, device=device, hint=hint, threads=threads, cache_dir=cache_dir)
+    compiled = _compile(art.model_path, device=device or "CPU", hint=hint, threads=threads, cache_dir=cache_dir)
     return OpenVINORunner(compiled, art)
+
+
+APP_HINT = ("Laptop: `core.compile_model('{file}', device)` with device 'CPU', 'GPU' or 'NPU'; shapes are "
+            "static, so NPU works.")
+BACKEND = ModuleBackend(name="openvino", precisions=PRECISIONS, calibrated=CALIBRATED, label_dtype="int32",
+                        convert_options=("threads",), load_options=("cache_dir", "inference_precision"),
+                        takes_device=True, requires=("openvino", "nncf"), extra="openvino",
+                        pipeline_precisions=("fp32", "int8"), compressed=("int8", "w8"),
+                        app_hint=APP_HINT,
+                        devices=devices, convert_fn=convert, load_fn=load)

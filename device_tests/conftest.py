@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgediff import artifact, checkpoint
 from edgediff.errors import ModelFileError
+from edgediff.format import artifact
+from edgediff.models import checkpoint
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 BACKENDS = {"executorch": "executorch.exir", "openvino": "openvino", "coreml": "coremltools"}
@@ -102,7 +103,7 @@ def openvino_devices() -> tuple[str, ...]:
 
 
 def _android_unavailable(config) -> str | None:
-    from edgediff import adb
+    from edgediff.measure import adb
 
     try:
         adb.pick_device(adb.devices(), config.getoption("--adb-serial"))
@@ -139,7 +140,7 @@ def _convert(backend: str, model: checkpoint.ModelDir, tmp_path_factory) -> Path
     mod = get(backend)
     c = model.unet
     spec = artifact.make_spec(channels=c.in_channels, resolution=c.resolution, num_classes=c.num_classes,
-                              label_dtype=mod.LABEL_DTYPE)
+                              label_dtype=mod.label_dtype)
     out = tmp_path_factory.mktemp(backend) / "artifact"
     return mod.convert(model.net, spec, out, precond=model.precond, sampler_defaults=model.sampler_defaults,
                        source={"model": str(model.path)}).path
@@ -148,7 +149,7 @@ def _convert(backend: str, model: checkpoint.ModelDir, tmp_path_factory) -> Path
 @pytest.fixture(scope="session")
 def budget_table(pytestconfig):
     """The budgets of --budgets (a missing file is an error: pass an empty one to record only)."""
-    from edgediff import budgets
+    from edgediff.measure import budgets
 
     return budgets.load(pytestconfig.getoption("--budgets"))
 
@@ -166,8 +167,8 @@ def device_report(pytestconfig, tmp_path_factory):
 
 def write_report(rows: list[dict], out: Path) -> None:
     """Append the rows to report.jsonl; write this session's table and budget verdicts as report.md."""
-    from edgediff import bench, report
-    from edgediff.checkpoint import write_text
+    from edgediff.format.files import write_text
+    from edgediff.measure import bench, report
 
     report.append_jsonl(out / "report.jsonl", rows)
     h = rows[0]["host"]

@@ -11,9 +11,14 @@ import dataclasses
 
 import numpy as np
 
-from edgediff import adb, artifact, bench, budgets, checkpoint, converters, parity
-from edgediff.denoiser import Preconditioning
+from edgediff import converters
+from edgediff.converters import build, parity
 from edgediff.errors import EdgediffError
+from edgediff.format import artifact
+from edgediff.format.inputs import prepare_inputs
+from edgediff.format.precond import Preconditioning
+from edgediff.measure import adb, bench, budgets
+from edgediff.models import checkpoint
 
 WARMUP, ITERS = 3, 20
 
@@ -28,7 +33,7 @@ def _reference(art: artifact.Artifact, pytestconfig):
             md = checkpoint.load(name)
         except EdgediffError:
             continue
-        if artifact.weights_sha256(md.net) == art.source.get("weights_sha256"):
+        if build.weights_sha256(md.net) == art.source.get("weights_sha256"):
             return converters.get("eager").load(md)
     return None
 
@@ -43,11 +48,11 @@ def _parity_db(runner, reference, art: artifact.Artifact) -> float | None:
 
 def _on_host(art: artifact.Artifact, target: str, reference) -> bench.Record:
     """bench's protocol in a subprocess, then the parity of the same runtime/device against eager."""
-    from edgediff.bench_worker import measure_in_child
+    from edgediff.measure.bench_worker import measure_in_child
 
     device = None if target == "host" else target
     record = measure_in_child(art.path, device=device, warmup=WARMUP, iters=ITERS)
-    options = {"openvino": {"device": target}, "coreml": {"compute_units": target}}.get(art.backend, {})
+    options = {"openvino": {"device": target}, "coreml": {"device": target}}.get(art.backend, {})
     runner = converters.get(art.backend).load(art, **options)
     return dataclasses.replace(record, parity_db=_parity_db(runner, reference, art))
 
@@ -57,7 +62,7 @@ def _on_phone(art: artifact.Artifact, reference, pytestconfig) -> bench.Record:
     device = adb.pick_device(adb.devices(), pytestconfig.getoption("--adb-serial"))
     runner_bin = adb.find_runner(pytestconfig.getoption("--executor-runner"))
     fixed = parity.fixed_inputs(art.spec, Preconditioning.from_dict(art.precond), num_classes=art.num_classes)[2]
-    inputs = list(artifact.prepare_inputs(art.spec, art.num_classes, *fixed).values())
+    inputs = list(prepare_inputs(art.spec, art.num_classes, *fixed).values())
     x = fixed[0]
     run = adb.run_pte(art.model_path, runner_bin, device=device, iters=ITERS, warmup=WARMUP, inputs=inputs)
     db = None

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgediff import artifact, converters, parity
-from edgediff.denoiser import make_denoiser
+from edgediff import converters
+from edgediff.converters import build, parity
 from edgediff.errors import EdgediffError
-from edgediff.sampling import sample
-
-eager = converters.get("eager")
+from edgediff.format import artifact
+from edgediff.models import eager  # noqa: E402 - the reference Runner class
+from edgediff.sampling.denoiser import make_denoiser
+from edgediff.sampling.samplers import sample
 
 MIN_SAMPLE_DB = 30.0
 SEEDS = (0, 1, 2, 3)
@@ -35,7 +36,7 @@ def _samples(runner, art: artifact.Artifact, model, seed: int) -> np.ndarray:
 
 def test_same_seed_samples_match_eager(artifact_dir, model, pytestconfig):
     art = artifact.read(artifact_dir)
-    if art.source.get("weights_sha256") != artifact.weights_sha256(model.net):
+    if art.source.get("weights_sha256") != build.weights_sha256(model.net):
         pytest.skip(f"{artifact_dir} was built from other weights than --model {pytestconfig.getoption('--model')}")
     runner = _runner(art, pytestconfig.getoption("--device"))
     c = model.unet

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff import checkpoint
-from edgediff.denoiser import Preconditioning
-from edgediff.unet import UNet, UNetConfig
+from edgediff.format.configs import UNetConfig
+from edgediff.format.precond import Preconditioning
+from edgediff.models import checkpoint
+from edgediff.models.unet import UNet
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgediff import adb
+from edgediff.measure import adb
 
 DEVICES = """\
 * daemon not running; starting now at tcp:5037

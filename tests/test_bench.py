@@ -1,14 +1,17 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from edgediff import bench, checkpoint
-from edgediff import report as report_mod
-from edgediff.bench_worker import measure_in_child
-from edgediff.converters import convert_model
-from edgediff.denoiser import Preconditioning
+from edgediff.converters.convert import convert_model
 from edgediff.errors import EdgediffError, InputError
+from edgediff.format.precond import Preconditioning
+from edgediff.measure import bench
+from edgediff.measure import report as report_mod
+from edgediff.measure.bench_worker import measure_in_child
+from edgediff.models import checkpoint
 from tests.conftest import SMALL, random_unet
 from tests.test_cli import assert_one_line_error, run
 
@@ -96,13 +99,13 @@ def test_unknown_target_is_a_one_line_error(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_device_applies_to_openvino_and_coreml_only():
-    assert bench._options("openvino", "GPU", 2) == ({"device": "GPU", "threads": 2}, "GPU")
-    assert bench._options("coreml", "CPU_AND_NE", None) == ({"compute_units": "CPU_AND_NE"}, "CPU_AND_NE")
-    assert bench._options("coreml", None, None) == ({"compute_units": "ALL"}, "ALL")
-    assert bench._options("executorch", None, 4) == ({}, "CPU")
+def test_device_applies_to_backends_that_take_one(tmp_path):
+    """A device goes to the backends that choose among several (OpenVINO devices, Core ML compute units)."""
+    from edgediff.converters import base
+
+    assert [n for n in base.names() if base.get(n).takes_device] == ["openvino", "coreml"]
     with pytest.raises(InputError, match="applies to openvino and coreml only"):
-        bench._options("eager", "GPU", None)
+        base.get("eager").load("default", device="GPU")
 
 
 def test_any_precision_gets_its_own_row_and_speedup(report):
@@ -116,3 +119,63 @@ def test_any_precision_gets_its_own_row_and_speedup(report):
 def test_peak_estimate_from_cpu_facts():
     assert bench.peak_gflops({"cores": 2, "mhz": 2500.0, "simd": "avx512f"}) == 2 * 2.5 * 64
     assert bench.peak_gflops({"cores": 2, "mhz": None, "simd": "avx512f"}) is None
+
+
+def _row(model: str, backend: str, steps: int, step_ms: float, image_ms: float, batch: int = 1) -> bench.Record:
+    return bench.Record(backend=backend, precision="fp32", device="CPU", model=model, path=model, batch=batch,
+                        step={"p50": step_ms, "p90": step_ms * 1.1, "mean": step_ms, "n": 5}, image_ms=image_ms,
+                        sampler_overhead_ms=0.1, sampler_overhead_frac=0.01, load_ms=1.0, size_mb=1.0,
+                        sampler={"name": "dpmpp_2m" if steps > 2 else "consistency", "steps": steps, "guidance": 1.0},
+                        host={})
+
+
+def test_speed_up_per_image_beside_per_step_and_rows_named_by_model():
+    """A 10-step teacher at 10 ms/step vs its 2-step student at 5 ms/step: 2× per step, 10× per image (the old
+    single column compared ms/step across models and called a slower-per-image model faster)."""
+    teacher = _row("teacher", "eager", 10, 10.0, 100.0)
+    student_eager = _row("student", "eager", 2, 5.0, 10.0)
+    student_ov = _row("student", "openvino", 2, 2.5, 5.0)
+    table = bench.rows([teacher, student_eager, student_ov])
+    assert [r["speedup"] for r in table] == [1.0, 1.0, 2.0]  # per step: against the same model's eager row
+    assert [r["image_speedup"] for r in table] == [1.0, 10.0, 20.0]  # per image: against the baseline
+    md = report_mod.bench_markdown(table, {"cpu": "x", "cores": 2, "os": "linux", "python": "3.11"}, None)
+    assert "| student | openvino | fp32 | CPU | 1 |" in md and "20.00×" in md and "speed-up/image" in md
+    assert "against teacher eager fp32" in md
+    assert report_mod._label(table[2]).startswith("student\n")
+
+
+def test_plots_name_each_model_and_its_own_steps(tmp_path):
+    table = bench.rows([_row("teacher", "eager", 10, 10.0, 100.0), _row("student", "openvino", 2, 2.5, 5.0)])
+    ax = report_mod.latency_plot(table, tmp_path / "l.png").axes[0]
+    assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == ["teacher", "student"]
+    ax = report_mod.pareto_plot(table, tmp_path / "p.png").axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "dpmpp_2m×10" in legend[0] and "consistency×2" in legend[1] and legend[1].startswith("student")
+    assert "10 steps" not in ax.get_xlabel() and "each model" in ax.get_xlabel()
+
+
+def test_peak_rss_is_the_measuring_process_own_not_its_parents():
+    """ru_maxrss survives fork+exec on Linux, so every bench row used to show the parent's size."""
+    code = ("import subprocess, sys\n"
+            "big = bytearray(600 << 20)\n"
+            "for i in range(0, len(big), 4096): big[i] = 1\n"
+            "child = 'from edgediff.measure.latency import peak_rss_mb; print(peak_rss_mb())'\n"
+            "print(float(subprocess.run([sys.executable, '-c', child], capture_output=True, text=True).stdout))\n")
+    child_mb = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert child_mb < 400, child_mb
+
+
+def test_a_target_that_cannot_run_here_is_a_skipped_row_and_the_report_is_written(dirs, tmp_path):
+    pytest.importorskip("coremltools")
+    if sys.platform == "darwin":
+        pytest.skip("on macOS Core ML artifacts run and are measured")
+    root, model, ov = dirs
+    cm = convert_model(model, "coreml", root / "cm", precision="fp16").path
+    records = bench.run([ov, cm], out_dir=tmp_path / "r", threads=1, warmup=1, iters=3, progress=False,
+                        isolate=True)
+    assert [(r.backend, r.skipped) for r in records] == [("eager", None), ("openvino", None),
+                                                          ("coreml", "needs macOS")]
+    assert records[2].step is None and records[2].size_mb > 0
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == FILES
+    assert "skipped: needs macOS" in (tmp_path / "r" / "report.md").read_text()

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from edgediff import budgets
 from edgediff.errors import InputError
+from edgediff.measure import budgets
 
 SHIPPED = Path(__file__).resolve().parent.parent / "device_tests" / "budgets.toml"
 

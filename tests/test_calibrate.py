@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgediff import calibrate, checkpoint
+from edgediff.converters import calibration as calibrate
 from edgediff.converters import eager
 from edgediff.errors import InputError, ModelFileError
-from edgediff.sampling import schedule
+from edgediff.models import checkpoint
+from edgediff.sampling.schedules import schedule
 
 
 def test_recorder_sees_every_sigma_label_and_guidance_branch(small_model_dir):

@@ -3,8 +3,10 @@ import json
 import pytest
 import torch
 
-from edgediff import checkpoint
 from edgediff.errors import ModelFileError
+from edgediff.format import model_dir
+from edgediff.models import checkpoint
+from edgediff.training import checkpoints
 
 
 def test_round_trip(small_model_dir):
@@ -32,8 +34,8 @@ def test_half_precision_weights_load_upcast_at_half_the_size(small_model_dir, tm
 
 
 def test_default_resolves_to_shipped_tiny():
-    assert checkpoint.resolve("default").name == "mnist-tiny"
-    assert {"mnist-nano", "mnist-tiny", "mnist-small"} <= set(checkpoint.list_shipped())
+    assert model_dir.resolve("default").name == "mnist-tiny"
+    assert {"mnist-nano", "mnist-tiny", "mnist-small"} <= set(model_dir.list_shipped())
 
 
 @pytest.mark.parametrize("keep", [0, 8, 100, 1000])
@@ -65,7 +67,7 @@ def test_bad_configs_are_refused(small_model_dir, text, match):
 
 def test_missing_weights_say_how_to_train(tmp_path):
     (tmp_path / "m").mkdir()
-    meta = json.loads((checkpoint.resolve("mnist-nano") / "config.json").read_text())
+    meta = json.loads((model_dir.resolve("mnist-nano") / "config.json").read_text())
     (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="edgediff train"):
         checkpoint.load(tmp_path / "m")
@@ -151,8 +153,8 @@ def test_json_that_is_not_plain_data_is_refused(small_model_dir, text, match):
 def test_new_dataclass_fields_are_accepted_without_schema_changes(small_model_dir):
     import dataclasses
 
-    from edgediff import schema
-    from edgediff.unet import UNetConfig
+    from edgediff.format import schema
+    from edgediff.format.configs import UNetConfig
 
     @dataclasses.dataclass(frozen=True)
     class Grown(UNetConfig):
@@ -178,9 +180,10 @@ def test_training_state_round_trip_and_refusal_leaves_the_modules_alone(tmp_path
 
     import numpy as np
 
-    from edgediff import train
-    from edgediff.data import ImageData
-    from edgediff.unet import UNet, UNetConfig
+    from edgediff.format.configs import UNetConfig
+    from edgediff.models.unet import UNet
+    from edgediff.training import loop as train
+    from edgediff.training.data import ImageData
 
     cfg = UNetConfig(resolution=8, channels=(8, 16), attention_levels=(), time_embed_dim=16, groups=4, num_classes=3)
     rng = np.random.default_rng(0)
@@ -194,7 +197,7 @@ def test_training_state_round_trip_and_refusal_leaves_the_modules_alone(tmp_path
         return net, copy.deepcopy(net).requires_grad_(False), torch.optim.AdamW(net.parameters(), lr=tc.lr)
 
     net, ema, opt = fresh()
-    state = checkpoint.load_training_state(out, net, ema, opt)
+    state = checkpoints.load_training_state(out, net, ema, opt)
     assert state["step"] == 2 and len(state["losses"]) == 2 and opt.state_dict()["state"]
     torch.testing.assert_close(ema.state_dict(), checkpoint.load(out).net.state_dict())
     d = out / "ckpt-00000002"
@@ -204,6 +207,6 @@ def test_training_state_round_trip_and_refusal_leaves_the_modules_alone(tmp_path
     net, ema, opt = fresh()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with pytest.raises(ModelFileError, match="optim.safetensors"):
-        checkpoint.load_training_state(out, net, ema, opt)
+        checkpoints.load_training_state(out, net, ema, opt)
     torch.testing.assert_close(net.state_dict(), before)
     assert not opt.state_dict()["state"]

@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgediff import checkpoint
+from edgediff.models import checkpoint
 
 
 def run(*args, cwd=None):

@@ -39,7 +39,7 @@ def test_convert_bad_arguments_are_one_line(small_model_dir, tmp_path):
     assert_one_line_error(run("convert", "--model", str(small_model_dir), "--backend", "tflite", *out),
                           "cannot convert to")
     assert_one_line_error(run("convert", "--model", str(small_model_dir), "--backend", "openvino",
-                              "--delegate", "coreml", *out), "--delegate applies to the executorch backend only")
+                              "--delegate", "coreml", *out), "unknown openvino convert option(s) delegate")
     assert_one_line_error(run("convert", "--model", str(small_model_dir), "--backend", "openvino",
                               "--precision", "int3", *out), "precision")
     assert not (tmp_path / "a").exists()

@@ -12,15 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff import artifact, converters, parity
-from edgediff.denoiser import Preconditioning
+from edgediff import converters
+from edgediff.converters import base, build, parity
+from edgediff.converters import convert as convert_mod
 from edgediff.errors import EdgediffError, InputError, ModelFileError
+from edgediff.format import artifact, staging
+from edgediff.format.precond import Preconditioning
+from edgediff.models import eager  # noqa: E402 - the reference Runner class
 from tests.conftest import SMALL, random_unet
 
-eager = converters.get("eager")
-
 BATCH = 2
-PACKAGES = {"executorch": "executorch.exir", "openvino": "openvino", "coreml": "coremltools"}
+CONTRACT = converters.convertible()  # every registered backend that builds artifacts, plugins included
 CONVERT_OPTIONS = {"openvino": {"threads": 1}}
 LOAD_OPTIONS = {"openvino": {"threads": 1}}
 MACOS_ONLY = "Core ML prediction needs macOS"
@@ -41,31 +43,39 @@ def net():
 
 
 def spec_for(backend: str) -> artifact.InputSpec:
-    label = getattr(converters.get(backend), "LABEL_DTYPE", "int64")
+    label = converters.get(backend).label_dtype
     return artifact.make_spec(batch=BATCH, channels=1, resolution=32, num_classes=10, label_dtype=label)
 
 
+def require(backend: str):
+    be = converters.get(backend)
+    if not base.installed(be):
+        pytest.skip(f"{backend} is not installed here (pip install \"edgediff[{be.extra}]\")")
+    return be
+
+
 def convert(backend: str, net, out_dir, **kw) -> artifact.Artifact:
-    pytest.importorskip(PACKAGES[backend])
+    require(backend)
     return converters.get(backend).convert(net, spec_for(backend), out_dir, precond=Preconditioning(),
                                 sampler_defaults={"sampler": "dpmpp_2m", "steps": 10},
                                 source={"name": "small-test"}, **{**CONVERT_OPTIONS.get(backend, {}), **kw})
 
 
-@pytest.fixture(scope="module", params=list(PACKAGES))
+@pytest.fixture(scope="module", params=CONTRACT)
 def built(request, built_by_name) -> artifact.Artifact:
     """Each backend's fp32 artifact of the small net, converted once per test module."""
     return built_by_name(request.param)
 
 
-@pytest.fixture(scope="module", params=["eager", *PACKAGES])
+@pytest.fixture(scope="module", params=["eager", *CONTRACT])
 def runner(request, net, built_by_name):
     """A Runner per backend; eager is the reference itself."""
     if request.param == "eager":
         return eager.EagerRunner(net, channels=1, resolution=32, num_classes=10)
     art = built_by_name(request.param)
-    if request.param == "coreml" and sys.platform != "darwin":
-        pytest.skip(f"{MACOS_ONLY}; conversion and hash checks ran on this OS")
+    reason = converters.get(request.param).unavailable()
+    if reason:
+        pytest.skip(f"{request.param} prediction {reason}; conversion and hash checks ran on this OS")
     return converters.get(request.param).load(art, **LOAD_OPTIONS.get(request.param, {}))
 
 
@@ -88,8 +98,9 @@ def test_convert_writes_a_verified_self_describing_artifact(built):
     assert built.size_bytes > 10_000 and all(len(h) == 64 for h in built.sha256.values())
     assert {"weights_sha256", "tools", "config", "key"} <= set(built.source)
     assert built.precond["sigma_data"] == 0.5 and built.sampler_defaults["steps"] == 10
-    if built.backend == "coreml" and sys.platform != "darwin":
-        assert built.parity_db is None and "needs macOS" in built.op_coverage["parity"]
+    reason = converters.get(built.backend).unavailable()
+    if reason:
+        assert built.parity_db is None and reason in built.op_coverage["parity"]
     else:
         assert built.parity_db >= parity.MIN_DB
 
@@ -160,7 +171,7 @@ def test_missing_artifact_json_is_a_model_file_error(built, tmp_path):
 
 def test_loading_with_the_wrong_backend_is_refused(built):
     other = "openvino" if built.backend != "openvino" else "executorch"
-    pytest.importorskip(PACKAGES[other])
+    require(other)
     with pytest.raises(InputError, match=built.backend):
         converters.get(other).load(built.path)
 
@@ -203,18 +214,18 @@ def test_a_failed_parity_gate_writes_nothing(net, tmp_path, monkeypatch):
     def noisy(file):
         return lambda x, t, label=None: np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
 
-    header = artifact.header_for(net, spec_for("openvino"), backend="fake", precision="fp32",
+    header = build.header_for(net, spec_for("openvino"), backend="fake", precision="fp32",
                                  precond=Preconditioning(), sampler_defaults={}, source={}, tools=())
     with pytest.raises(parity.ParityError, match="dB"):
-        parity.build(net, tmp_path / "out", header, lower=lower, load_staged=noisy)
+        build.build(net, tmp_path / "out", header, lower=lower, load_staged=noisy)
     assert list(tmp_path.iterdir()) == []
-    art = parity.build(net, tmp_path / "out", header, lower=lower, load_staged=None)
+    art = build.build(net, tmp_path / "out", header, lower=lower, load_staged=None)
     assert artifact.read(tmp_path / "out") == art and art.parity_db is None
 
 
 def test_reuse_key_changes_with_the_weights(net):
     def key():
-        return artifact.header_for(net, spec_for("openvino"), backend="b", precision="fp32",
+        return build.header_for(net, spec_for("openvino"), backend="b", precision="fp32",
                                    precond=Preconditioning(), sampler_defaults={}, source={}, tools=()).key
 
     before = key()
@@ -230,11 +241,11 @@ def test_reuse_key_changes_with_the_weights(net):
 
 @pytest.mark.parametrize("name", ["../evil.bin", "/etc/passwd", "a/../../b", ""])
 def test_artifact_json_naming_files_outside_the_dir_is_rejected(net, tmp_path, name):
-    header = artifact.header_for(net, spec_for("openvino"), backend="fake", precision="fp32",
+    header = build.header_for(net, spec_for("openvino"), backend="fake", precision="fp32",
                                  precond=Preconditioning(), sampler_defaults={}, source={}, tools=())
-    with artifact.staging(tmp_path / "out") as tmp:
+    with staging.staging(tmp_path / "out") as tmp:
         (tmp / "m.bin").write_bytes(b"1")
-        artifact.commit(tmp, tmp_path / "out", header, model_file="m.bin", op_coverage={}, parity=None)
+        staging.commit(tmp, tmp_path / "out", header, model_file="m.bin", op_coverage={}, parity=None)
     meta = json.loads((tmp_path / "out" / artifact.ARTIFACT_FILE).read_text())
     meta["sha256"][name] = "0" * 64
     (tmp_path / "out" / artifact.ARTIFACT_FILE).write_text(json.dumps(meta))
@@ -251,12 +262,12 @@ def test_psnr_is_capped_for_identical_outputs_and_falls_with_noise():
 @pytest.mark.parametrize("backend", ["executorch", "openvino"])
 def test_a_diffusers_unet2d_model_converts_and_passes_the_gate(backend, tmp_path):
     diffusers = pytest.importorskip("diffusers")
-    pytest.importorskip(PACKAGES[backend])
+    require(backend)
     torch.manual_seed(0)
     diffusers.UNet2DModel(sample_size=16, in_channels=1, out_channels=1, block_out_channels=(16, 32),
                           layers_per_block=1, norm_num_groups=8, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
                           up_block_types=("AttnUpBlock2D", "UpBlock2D")).save_pretrained(tmp_path / "unet")
-    art = converters.convert_model(tmp_path / "unet", backend, tmp_path / "art")
+    art = convert_mod.convert_model(tmp_path / "unet", backend, tmp_path / "art")
     assert art.parity_db >= parity.MIN_DB and "label" not in art.spec and art.spec["x"][0] == (1, 1, 16, 16)
     assert art.precond["sigma_max"] > 100 and art.source["model"]["diffusers"] == "UNet2DModel"
     runner = converters.get(backend).load(art)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgediff import data
 from edgediff.errors import InputError
+from edgediff.training import data
 
 
 def test_mnist5k_is_offline_padded_and_scaled():

@@ -11,10 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from edgediff import checkpoint, cli, distributed
+from edgediff import cli
 from edgediff.errors import InputError
-from edgediff.train import Batch
-from edgediff.unet import UNet, UNetConfig
+from edgediff.format.configs import UNetConfig
+from edgediff.models import checkpoint
+from edgediff.models.unet import UNet
+from edgediff.training import distributed
+from edgediff.training.loop import Batch
 
 CFG = UNetConfig(channels=(8, 16), attention_levels=(1,), time_embed_dim=16, groups=4, num_classes=10)
 TRAINING = {"batch_size": 8, "lr": 3e-3, "warmup_steps": 1, "ema_decay": 0.9, "label_dropout": 0.25,
@@ -26,7 +29,9 @@ WORKER = r'''
 import json, os, sys
 from pathlib import Path
 from safetensors.torch import save_file
-from edgediff import checkpoint, cli, train
+from edgediff.models import checkpoint
+from edgediff import cli
+from edgediff.training import loop as train
 
 rank, dump = os.environ["RANK"], Path(sys.argv[1])
 writes, seen = [], {}

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from edgediff.denoiser import Preconditioning, make_denoiser
 from edgediff.errors import InputError
+from edgediff.format.precond import Preconditioning
+from edgediff.sampling.denoiser import make_denoiser
 
 SIGMAS = [0.002, 0.05, 0.5, 1.0, 3.7, 80.0]
 

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff import artifact, checkpoint, distill, generate
-from edgediff.calibrate import Recorder
 from edgediff.converters import eager
-from edgediff.denoiser import ConsistencyPreconditioning, Preconditioning
+from edgediff.converters.calibration import Recorder
 from edgediff.errors import InputError
+from edgediff.format import artifact
+from edgediff.format.configs import Request
+from edgediff.format.precond import ConsistencyPreconditioning, Preconditioning
+from edgediff.models import checkpoint
+from edgediff.sampling import generate
+from edgediff.training import distill
 
 
 def test_boundary_condition_is_the_preconditioning():
@@ -28,9 +32,9 @@ def test_teacher_step_is_the_guided_heun_step(small_model_dir):
     with torch.no_grad():
         out = distill.solver_step(md.net, md.precond, x, s, s_next, label, w, 10, solver="heun", bf16=False)
     # the same step with the numpy sampler's pieces, image by image
-    from edgediff.denoiser import make_denoiser
-    from edgediff.guidance import classifier_free_guidance
-    from edgediff.sampling import sample_heun
+    from edgediff.sampling.denoiser import make_denoiser
+    from edgediff.sampling.guidance import classifier_free_guidance
+    from edgediff.sampling.samplers import sample_heun
 
     runner = eager.load(md)
     for i in range(2):
@@ -61,7 +65,7 @@ def test_a_guided_two_step_image_costs_two_network_calls(small_model_dir, tmp_pa
                           precision="fp32")
     md = checkpoint.load(out)
     rec = Recorder(eager.load(md))
-    req = generate.Request(n=1, sampler="consistency", steps=2, guidance=2.5, label=3)
+    req = Request(n=1, sampler="consistency", steps=2, guidance=2.5, label=3)
     generate.generate(rec, md.precond, (1, 32, 32), req, num_classes=10)
     assert len(rec.calls) == 2
     assert all(w is not None and float(w[0]) == 2.5 for *_, w in rec.calls)
@@ -72,7 +76,7 @@ def test_a_guided_two_step_image_costs_two_network_calls(small_model_dir, tmp_pa
 
 def test_guidance_input_reaches_artifacts(small_model_dir, tmp_path):
     pytest.importorskip("openvino")
-    from edgediff.converters import convert_model
+    from edgediff.converters.convert import convert_model
 
     out = distill.distill(small_model_dir, tmp_path / "cd", steps=1, batch_size=4, progress=False, threads=1,
                           precision="fp32")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff.guidance import classifier_free_guidance
+from edgediff.sampling.guidance import classifier_free_guidance
 
 
 class Counting:

@@ -28,12 +28,19 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff import artifact, checkpoint, cli, converters, generate, sampling, schema
-from edgediff.data import ImageData
-from edgediff.denoiser import Preconditioning
+from edgediff import cli, converters
+from edgediff.converters import build
 from edgediff.errors import InputError, ModelFileError
-from edgediff.train import TrainConfig
-from edgediff.unet import UNet, UNetConfig
+from edgediff.format import artifact, jsonfile, schema, staging
+from edgediff.format.configs import Request, TrainConfig, UNetConfig
+from edgediff.format.precond import Preconditioning
+from edgediff.models import checkpoint
+from edgediff.models.eager import EagerRunner
+from edgediff.models.unet import UNet
+from edgediff.sampling import generate, schedules
+from edgediff.sampling import samplers as sampling
+from edgediff.training import checkpoints
+from edgediff.training.data import ImageData
 from tests.conftest import random_unet
 
 SEED = 20260407
@@ -107,7 +114,7 @@ def res(tmp_path_factory) -> Path:
 
 
 def _train_run(out: Path) -> None:
-    from edgediff import train
+    from edgediff.training import loop as train
 
     rng = np.random.default_rng(SEED)
     data = ImageData(rng.uniform(-1, 1, (8, 1, 8, 8)).astype(np.float32), np.arange(8) % 3, ("a", "b", "c"))
@@ -122,12 +129,12 @@ def _train_run(out: Path) -> None:
 def _fake_artifact(out: Path) -> None:
     """An 'openvino' artifact with stand-in model bytes: enough for everything that happens before a runtime."""
     spec = artifact.make_spec(batch=BATCH, channels=1, resolution=8, num_classes=3, label_dtype="int32")
-    header = artifact.header_for(tiny_net(), spec, backend="openvino", precision="fp32", precond=Preconditioning(),
+    header = build.header_for(tiny_net(), spec, backend="openvino", precision="fp32", precond=Preconditioning(),
                                  sampler_defaults={"sampler": "euler", "steps": 2}, source={}, tools=())
-    with artifact.staging(out) as tmp:
+    with staging.staging(out) as tmp:
         (tmp / "model.xml").write_bytes(b"<?xml version='1.0'?><net/>")
         (tmp / "model.bin").write_bytes(bytes(range(256)) * 4)
-        artifact.commit(tmp, out, header, model_file="model.xml", op_coverage={}, parity=None)
+        staging.commit(tmp, out, header, model_file="model.xml", op_coverage={}, parity=None)
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -280,8 +287,6 @@ def _wrong_type(hint) -> object:
 
 
 def _config_cases() -> list:
-    from edgediff.generate import Request
-
     sections = {"unet": UNetConfig, "precond": Preconditioning, "training": TrainConfig,
                 "sampler_defaults": Request}
     cases = [(s, k, _wrong_type(h)) for s, cls in sections.items() for k, h in schema.hints(cls).items()]
@@ -322,7 +327,7 @@ def _mutate_config_text(file: Path, how: str) -> None:
              "nan": lambda: text.replace('"dropout": 0.0', '"dropout": NaN'),
              "infinity": lambda: text.replace('"sigma_max": 80.0', '"sigma_max": Infinity'),
              "deep": lambda: json.dumps({**meta, "name": None})[:-1] + ', "x": ' + "[" * 3000 + "]" * 3000 + "}",
-             "huge": lambda: json.dumps({**meta, "junk": "x" * (schema.MAX_JSON_BYTES + 1)}),
+             "huge": lambda: json.dumps({**meta, "junk": "x" * (jsonfile.MAX_JSON_BYTES + 1)}),
              "empty": lambda: "", "name_type": lambda: json.dumps({**meta, "name": {"a": 1}}),
              "null_byte": lambda: text.replace('"unet"', '"un\\u0000et"')}
     if how in edits:
@@ -463,7 +468,7 @@ def test_hostile_training_checkpoint(res, tmp_path, kind, value):
     before = snapshot(tmp_path, res)
     COUNTS["resume"] += 1
     with pytest.raises(ModelFileError):
-        checkpoint.load_training_state(out, net, ema, opt)
+        checkpoints.load_training_state(out, net, ema, opt)
     torch.testing.assert_close(net.state_dict(), before_weights, rtol=0, atol=0)
     assert not opt.state_dict()["state"], "the optimizer was changed by a refused checkpoint"
     assert_confined(before, snapshot(tmp_path, res))
@@ -471,7 +476,7 @@ def test_hostile_training_checkpoint(res, tmp_path, kind, value):
 
 def test_the_training_checkpoint_fixture_itself_resumes(res, tmp_path):
     out = _copy(res / "run", tmp_path / "run")
-    state = checkpoint.load_training_state(out, *_fresh_modules())
+    state = checkpoints.load_training_state(out, *_fresh_modules())
     assert state["step"] == 2
 
 
@@ -561,7 +566,7 @@ def _raw_artifact_json(file: Path, meta: dict, how: str) -> None:
     elif how == "top_list":
         file.write_text(json.dumps([meta]))
     elif how == "huge":
-        file.write_text(json.dumps({**meta, "source": {"x": "y" * (schema.MAX_JSON_BYTES + 1)}}))
+        file.write_text(json.dumps({**meta, "source": {"x": "y" * (jsonfile.MAX_JSON_BYTES + 1)}}))
     elif how == "pickle":
         file.write_bytes(PICKLE)
     elif how == "utf16":
@@ -700,7 +705,7 @@ def real(request, tmp_path_factory) -> dict[str, artifact.Artifact]:
                 continue
             mod = converters.get(backend)
             spec = artifact.make_spec(batch=BATCH, channels=1, resolution=8, num_classes=3,
-                                      label_dtype=mod.LABEL_DTYPE)
+                                      label_dtype=mod.label_dtype)
             built[backend] = mod.convert(tiny_net(), spec, root / backend, precond=Preconditioning(),
                                          sampler_defaults={"sampler": "euler", "steps": 2}, source={"name": "tiny"},
                                          **({"threads": 1} if backend == "openvino" else {}))
@@ -858,7 +863,7 @@ def _denoiser(x, sigma):
 
 
 def _sampler_cases() -> list:
-    k = sampling.karras_sigmas
+    k = schedules.karras_sigmas
 
     def case(name, call):
         return pytest.param(name, call, id=name)
@@ -874,15 +879,15 @@ def _sampler_cases() -> list:
     cases += [case(f"karras_rho={r}", lambda r=r: k(5, rho=r)) for r in (0, -1, float("nan"))]
     cases += [case(f"sampler={s!r}", sample(sampler=s)) for s in ("nope", "", None, "EULER", 3)]
     cases += [case(f"sample_steps={n!r}", sample(steps=n)) for n in (0, -2, 2.5)]
-    cases += [case(f"request_{kw}", lambda kw=kw: generate.Request(**kw)) for kw in (
+    cases += [case(f"request_{kw}", lambda kw=kw: Request(**kw)) for kw in (
         {"n": 0}, {"n": -1}, {"steps": 0}, {"batch_size": 0}, {"guidance": -1.0}, {"sampler": "x"}, {"steps": -3})]
-    cases += [case(f"request_{kw}", lambda kw=kw: generate.Request(**kw))
+    cases += [case(f"request_{kw}", lambda kw=kw: Request(**kw))
               for kw in ({"guidance": float("nan")}, {"guidance": float("inf")}, {"seed": -1})]
-    cases += [case(f"request_{kw}", lambda kw=kw: generate.Request(**kw))
+    cases += [case(f"request_{kw}", lambda kw=kw: Request(**kw))
               for kw in ({"steps": 10**9}, {"n": 10**12})]
-    cases += [case(f"labels_{lab}", lambda lab=lab: generate.labels_for(generate.Request(label=lab), 3))
+    cases += [case(f"labels_{lab}", lambda lab=lab: generate.labels_for(Request(label=lab), 3))
               for lab in (-1, 3, 10**20)]
-    cases += [case("labels_unconditional", lambda: generate.labels_for(generate.Request(label=0), 0)),
+    cases += [case("labels_unconditional", lambda: generate.labels_for(Request(label=0), 0)),
               case("consistency_without_noise",
                    lambda: sampling.sample_consistency(_denoiser, np.zeros(2), [2.0, 1.0, 0.0]))]
     cases += [case(f"shape={s}", sample(shape=s)) for s in ((-1, 1, 4, 4), (1, -3, 4, 4))]
@@ -935,7 +940,7 @@ def _bad_inputs(kind: str, seed: int):
 
 @pytest.mark.parametrize("kind, seed", _eager_cases())
 def test_hostile_eager_runner_inputs(kind, seed):
-    runner = converters.get("eager").EagerRunner(tiny_net(), channels=1, resolution=8, num_classes=3)
+    runner = EagerRunner(tiny_net(), channels=1, resolution=8, num_classes=3)
     COUNTS["eager_inputs"] += 1
     with pytest.raises(InputError):
         runner(*_bad_inputs(kind, seed))
@@ -945,12 +950,12 @@ def test_hostile_eager_runner_inputs(kind, seed):
 
 S = ["sample", "--model", "{model}", "--n", "2", "--steps", "2", "--quiet", "--out", "out/o.npy"]
 T = ["train", "--config", "{model}/config.json", "--out", "out/run", "--quiet", "--steps", "1", "--batch-size", "2",
-     "--threads", "1", "--precision", "fp32"]
+     "--threads", "1", "--autocast", "fp32"]
 CLI = [
     ("no_verb", []), ("bad_verb", ["launch-rockets"]), ("sample_no_out", ["sample"]),
     ("steps_not_int", [*S, "--steps", "x"]), ("n_float", [*S, "--n", "1e3"]),
     ("guidance_word", [*S, "--guidance", "a"]),
-    ("train_precision", [*T, "--precision", "fp8"]), ("convert_no_backend", ["convert", "--out", "out/c"]),
+    ("train_precision", [*T, "--autocast", "fp8"]), ("convert_no_backend", ["convert", "--out", "out/c"]),
     ("bench_no_target", ["bench", "--out", "out/b"]), ("eval_no_samples", ["eval"]),
     ("unknown_flag", [*S, "--frobnicate"]), ("info_model_no_value", ["info", "--model"]),
     ("sampler", [*S, "--sampler", "nope"]), ("backend", [*S, "--backend", "tflite"]), ("steps0", [*S, "--steps", "0"]),

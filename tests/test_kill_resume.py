@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff import checkpoint
+from edgediff.models import checkpoint
 
 STEPS, EVERY = 120, 10
 UNET = {"resolution": 16, "in_channels": 1, "out_channels": 1, "channels": [16, 32], "attention_levels": [],
@@ -133,7 +133,7 @@ def test_a_kill_between_the_checkpoint_and_the_model_export_is_repaired_on_resum
     import copy
     import shutil
 
-    from edgediff import train
+    from edgediff.training import loop as train
 
     meta = json.loads(config.read_text())
     first = {**meta, "training": {**meta["training"], "steps": STEPS - EVERY}}

@@ -3,7 +3,7 @@ import time
 import pytest
 
 from edgediff.errors import InputError
-from edgediff.latency import Latency, measure
+from edgediff.measure.latency import Latency, measure
 
 
 def test_measure_counts_calls_and_reports_order_statistics():
@@ -26,7 +26,7 @@ def test_statistics_and_bad_arguments():
 
 
 def test_host_facts_cpu_time_and_peak_rss():
-    from edgediff.latency import cpu_seconds, host, peak_rss_mb
+    from edgediff.measure.latency import cpu_seconds, host, peak_rss_mb
 
     h = host()
     assert h["cores"] >= 1 and {"cpu", "os", "python", "torch", "numpy"} <= set(h)

@@ -4,8 +4,12 @@ import shutil
 import numpy as np
 import pytest
 
-from edgediff import checkpoint, data, metrics
 from edgediff.errors import InputError, ModelFileError
+from edgediff.format import model_dir
+from edgediff.measure import metric_training
+from edgediff.measure import quality as metrics
+from edgediff.models import checkpoint
+from edgediff.training import data
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +114,7 @@ def test_evaluate_refuses_bad_input(images, labels, match):
 
 @pytest.fixture
 def metric_copy(tmp_path):
-    return shutil.copytree(checkpoint.shipped_models_dir() / metrics.SHIPPED, tmp_path / "metric")
+    return shutil.copytree(model_dir.shipped_models_dir() / metrics.SHIPPED, tmp_path / "metric")
 
 
 @pytest.mark.parametrize("keep", [0, 8, 1000])
@@ -136,11 +140,11 @@ def test_broken_metric_folders_are_refused(metric_copy, edit, match):
 
 def test_fit_metric_writes_a_loadable_folder(mnist, tmp_path):
     tiny = mnist.subset(np.concatenate([np.flatnonzero(mnist.labels == c)[:20] for c in range(10)]))
-    meta = metrics.fit_metric(tmp_path / "m", data=tiny, epochs=1, progress=False)
+    meta = metric_training.fit_metric(tmp_path / "m", data=tiny, epochs=1, progress=False)
     saved = json.loads((tmp_path / "m" / checkpoint.CONFIG_FILE).read_text())
     assert saved == meta and saved["format"] == metrics.FORMAT and saved["split"]["heldout"] == 20
     assert 0.0 <= saved["accuracy"] <= 1.0 and saved["epochs"] == 1 and saved["params"] < 500_000
     m = metrics.load_metric(tmp_path / "m")
     assert m.features(tiny.images[:3]).shape == (3, 128)
     with pytest.raises(InputError, match="epochs"):
-        metrics.fit_metric(tmp_path / "bad", data=tiny, epochs=0, progress=False)
+        metric_training.fit_metric(tmp_path / "bad", data=tiny, epochs=0, progress=False)

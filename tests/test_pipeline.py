@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from edgediff import checkpoint, pipeline
 from edgediff.errors import InputError
+from edgediff.models import checkpoint
+from edgediff.workflow import pipeline
 
 OV = (("openvino", "fp32"),)
 SMALL_RUN = ["--targets", "openvino-fp32", "--n", "4", "--student", "none", "--pruned", "none", "--quiet"]

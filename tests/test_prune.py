@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgediff import checkpoint, prune
 from edgediff.errors import InputError
-from edgediff.unet import UNetConfig, count_params, flops_per_step
+from edgediff.format.configs import UNetConfig
+from edgediff.models import checkpoint
+from edgediff.models.unet import count_params, flops_per_step
+from edgediff.training import prune
 from tests.conftest import random_unet
 
 CFG = UNetConfig(channels=(16, 32, 32), attention_levels=(2,), time_embed_dim=32, num_classes=10)

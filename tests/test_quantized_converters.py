@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff import artifact, calibrate, checkpoint
-from edgediff.converters import convert_model
+from edgediff.converters import calibration as calibrate
+from edgediff.converters.convert import convert_model
+from edgediff.format import artifact
+from edgediff.models import checkpoint
 
 
 @pytest.fixture(scope="module")

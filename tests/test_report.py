@@ -1,6 +1,6 @@
 import json
 
-from edgediff.report import markdown_table, write_json
+from edgediff.measure.report import markdown_table, write_json
 
 
 def test_markdown_table_and_json(tmp_path):
@@ -24,7 +24,7 @@ def _row(backend, precision, device, p50, **kw):
 
 
 def test_jsonl_round_trip_and_append(tmp_path):
-    from edgediff.report import append_jsonl, read_jsonl, write_jsonl
+    from edgediff.measure.report import append_jsonl, read_jsonl, write_jsonl
 
     write_jsonl(tmp_path / "r.jsonl", [{"a": 1}, {"b": [2]}])
     append_jsonl(tmp_path / "new" / "r.jsonl", [{"a": 1}])
@@ -34,7 +34,7 @@ def test_jsonl_round_trip_and_append(tmp_path):
 
 
 def test_bench_table_shows_fid_only_when_measured_and_tolerates_phone_rows():
-    from edgediff.report import bench_markdown
+    from edgediff.measure.report import bench_markdown
 
     phone = _row("executorch", "int8", "android:Pixel 8", 3.0, image_ms=None, sampler_overhead_frac=None,
                  peak_rss_mb=None, threads=None, speedup=None, sampler={})
@@ -46,7 +46,7 @@ def test_bench_table_shows_fid_only_when_measured_and_tolerates_phone_rows():
 
 
 def test_plots_render_with_fid_rows_and_rows_without_image_latency(tmp_path):
-    from edgediff.report import latency_plot, pareto_plot
+    from edgediff.measure.report import latency_plot, pareto_plot
 
     rows = [_row("eager", "fp32", "CPU", 6.0, fid_proxy=1.3, fid_floor=1.0, fid_n=100),
             _row("openvino", "int8", "CPU", 2.0, fid_proxy=1.6, fid_floor=1.0, fid_n=100),

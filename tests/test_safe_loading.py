@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff import artifact, checkpoint, converters, generate, schema
-from edgediff.denoiser import Preconditioning
+from edgediff import converters
+from edgediff.converters import build
 from edgediff.errors import EdgediffError, InputError, MissingDependencyError, ModelFileError, require
-from edgediff.inputs import check_runner_inputs
+from edgediff.format import artifact, artifact_schema, staging
+from edgediff.format import images as images_io
+from edgediff.format.inputs import check_runner_inputs
+from edgediff.format.precond import Preconditioning
+from edgediff.models import checkpoint
+from edgediff.training import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("edgediff", "converters", "benchmarks", "device_tests")
@@ -135,9 +140,9 @@ def test_a_model_dir_with_only_a_pickle_checkpoint_is_never_read(small_model_dir
 @pytest.fixture
 def trained(tmp_path):
     """A 2-step training output dir with one checkpoint, and how to resume it."""
-    from edgediff import train
-    from edgediff.data import ImageData
-    from edgediff.unet import UNetConfig
+    from edgediff.format.configs import UNetConfig
+    from edgediff.training import loop as train
+    from edgediff.training.data import ImageData
 
     cfg = UNetConfig(resolution=8, channels=(8, 16), attention_levels=(), time_embed_dim=16, groups=4, num_classes=3)
     rng = np.random.default_rng(0)
@@ -166,10 +171,10 @@ def test_pickle_as_state_json_or_latest_is_refused(trained, payload):
     blob, _ = payload
     (out / "ckpt-00000002" / "state.json").write_bytes(blob)
     with pytest.raises(ModelFileError, match="state.json"):
-        checkpoint.load_training_state(out, *_modules_like(out))
+        checkpoints.load_training_state(out, *_modules_like(out))
     (out / "latest").write_bytes(blob)
     with pytest.raises(ModelFileError, match="latest"):
-        checkpoint.load_training_state(out, *_modules_like(out))
+        checkpoints.load_training_state(out, *_modules_like(out))
 
 
 def _modules_like(out: Path):
@@ -180,12 +185,12 @@ def _modules_like(out: Path):
 
 
 def _fake_artifact(tmp_path, net, *, backend="openvino", name="out") -> Path:
-    header = artifact.header_for(net, artifact.make_spec(channels=1, resolution=32, num_classes=10),
+    header = build.header_for(net, artifact.make_spec(channels=1, resolution=32, num_classes=10),
                                  backend=backend, precision="fp32", precond=Preconditioning(), sampler_defaults={},
                                  source={}, tools=())
-    with artifact.staging(tmp_path / name) as tmp:
+    with staging.staging(tmp_path / name) as tmp:
         (tmp / "model.bin").write_bytes(b"\0" * 64)
-        art = artifact.commit(tmp, tmp_path / name, header, model_file="model.bin", op_coverage={}, parity=None)
+        art = staging.commit(tmp, tmp_path / name, header, model_file="model.bin", op_coverage={}, parity=None)
     return art.path
 
 
@@ -207,13 +212,13 @@ def test_pickled_sample_arrays_are_refused(tmp_path, payload):
     np.save(tmp_path / "b.npy", np.array([Payload(marker)], dtype=object), allow_pickle=True)
     for name in ("a.npy", "b.npy"):
         with pytest.raises(InputError, match="not a readable .npy"):
-            generate.read(tmp_path / name)
+            images_io.read(tmp_path / name)
 
 
 def test_the_mnist_unpickler_only_rebuilds_arrays(payload):
     import io
 
-    from edgediff.data import _ArraysOnly
+    from edgediff.training.data import _ArraysOnly
 
     blob, _ = payload
     with pytest.raises(pickle.UnpicklingError, match="only numpy arrays"):
@@ -224,7 +229,7 @@ def test_the_mnist_unpickler_only_rebuilds_arrays(payload):
 
 def test_a_diffusers_dir_with_only_pickle_weights_is_never_unpickled(tmp_path, payload):
     pytest.importorskip("diffusers")
-    from edgediff import byom
+    from edgediff.models import diffusers as byom
 
     blob, _ = payload
     d = tmp_path / "unet"
@@ -277,7 +282,7 @@ def test_coreml_on_linux_says_macos_is_needed_and_what_works_here(small_model_di
 def test_unknown_artifact_schema_versions_name_the_supported_range(small_model_dir, tmp_path):
     path = _fake_artifact(tmp_path, checkpoint.load(small_model_dir).net)
     meta = json.loads((path / artifact.ARTIFACT_FILE).read_text())
-    lo, hi = schema.ARTIFACT_SCHEMA_VERSIONS
+    lo, hi = artifact_schema.ARTIFACT_SCHEMA_VERSIONS
     for version in (hi + 1, lo - 1, "1", None):
         (path / artifact.ARTIFACT_FILE).write_text(json.dumps({**meta, "schema_version": version}))
         with pytest.raises(ModelFileError, match=f"reads schema_version {lo} to {hi}"):

@@ -7,17 +7,16 @@ import pytest
 import torch
 
 from edgediff.errors import InputError
-from edgediff.sampling import (
+from edgediff.sampling.samplers import (
     SAMPLERS,
     get_sampler,
-    karras_sigmas,
     sample,
     sample_consistency,
     sample_dpmpp_2m,
     sample_euler,
     sample_heun,
-    schedule,
 )
+from edgediff.sampling.schedules import karras_sigmas, schedule
 
 MU, S = 0.3, 0.5  # data ~ N(MU, S²) per pixel
 SHAPE = (64, 1, 4, 4)

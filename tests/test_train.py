@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff import checkpoint
-from edgediff.data import ImageData, load
-from edgediff.denoiser import Preconditioning
 from edgediff.errors import InputError
-from edgediff.train import Batch, TrainConfig, batch_indices, edm, fit, run
-from edgediff.unet import UNet, UNetConfig
+from edgediff.format.configs import TrainConfig, UNetConfig
+from edgediff.format.precond import Preconditioning
+from edgediff.models import checkpoint
+from edgediff.models.unet import UNet
+from edgediff.training.data import ImageData, load
+from edgediff.training.loop import Batch, batch_indices, edm, fit, run
 
 CFG = UNetConfig(channels=(8, 16), attention_levels=(1,), time_embed_dim=16, groups=4, num_classes=10)
 

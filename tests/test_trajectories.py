@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff import checkpoint, distill, trajectories
 from edgediff.converters import eager
-from edgediff.denoiser import make_denoiser
 from edgediff.errors import InputError
-from edgediff.guidance import classifier_free_guidance
-from edgediff.sampling import karras_sigmas, sample_dpmpp_2m
+from edgediff.models import checkpoint
+from edgediff.sampling.denoiser import make_denoiser
+from edgediff.sampling.guidance import classifier_free_guidance
+from edgediff.sampling.samplers import sample_dpmpp_2m
+from edgediff.sampling.schedules import karras_sigmas
+from edgediff.training import distill, trajectories
 
 
 def _store(model_dir, out, **kw):

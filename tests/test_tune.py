@@ -2,9 +2,11 @@
 
 import pytest
 
-from edgediff import checkpoint, generate, tune
 from edgediff.errors import InputError
-from edgediff.sampling import schedule
+from edgediff.measure import tune
+from edgediff.models import checkpoint
+from edgediff.sampling import generate
+from edgediff.sampling.schedules import schedule
 
 
 def test_greedy_search_keeps_the_best_tried_schedule_and_writes_it(small_model_dir):

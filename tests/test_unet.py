@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
-from edgediff import checkpoint
-from edgediff.unet import GroupNorm, UNet, UNetConfig, count_params, flops_per_step
+from edgediff.format.configs import UNetConfig
+from edgediff.models import checkpoint
+from edgediff.models.unet import GroupNorm, UNet, count_params, flops_per_step
 
 SHIPPED = {"mnist-nano": (0.2e6, 0.4e6), "mnist-tiny": (0.8e6, 1.3e6), "mnist-small": (3.0e6, 5.0e6)}
 

@@ -1,0 +1,51 @@
+"""`convert_model`: a model directory ('default', a shipped name, a path, a diffusers UNet) → its network, static
+input spec and calibration → the backend's `convert` → an artifact directory."""
+
+from __future__ import annotations
+
+from edgediff.converters import base
+from edgediff.converters import calibration as calibrate
+from edgediff.errors import InputError
+from edgediff.format import artifact
+from edgediff.format.files import file_sha256
+from edgediff.models import checkpoint
+from edgediff.models import diffusers as byom
+
+DIFFUSERS_SAMPLER = {"sampler": "dpmpp_2m", "steps": 20, "guidance": 1.0}
+
+
+def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: int = 1,
+                  calibration="trajectory", calibration_samples: int = 256, **options):
+    """Convert a model directory ('default', a shipped name, a path) for `backend` into the artifact dir `out`.
+
+    Precisions that need calibration (int8) get `calibration`: 'trajectory' (inputs recorded while the model
+    samples, the default), 'random' (the naive baseline), or a calibration .npz path. `options` are the
+    backend's own convert options (e.g. executorch's delegate); an unknown one is an InputError listing them.
+    """
+    if backend not in base.convertible():
+        raise InputError(f"cannot convert to {backend!r}; expected one of {', '.join(base.convertible())}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise InputError(f"batch must be an integer >= 1, got {batch!r}")
+    be = base.get(backend)
+    base.check_options(be, "convert", options)
+    if byom.is_diffusers_dir(model):
+        net, desc = byom.load_diffusers(model)
+        precond, num_classes, defaults = net.precond(), 0, DIFFUSERS_SAMPLER
+        channels, resolution, guidance_input = desc["channels"], desc["resolution"], False
+        source, calibrate_along = {"model": desc}, None
+    else:
+        md = checkpoint.load(model)
+        net, precond, defaults, c = md.net, md.precond, md.sampler_defaults, md.unet
+        channels, resolution, num_classes, guidance_input = c.in_channels, c.resolution, c.num_classes, \
+            c.guidance_embed
+        source = {"model": md.meta.get("name", str(model)),
+                  "checkpoint_sha256": file_sha256(md.path / checkpoint.WEIGHTS_FILE)}
+        calibrate_along = defaults
+    spec = artifact.make_spec(batch=batch, channels=channels, resolution=resolution, num_classes=num_classes,
+                              label_dtype=be.label_dtype, guidance_input=guidance_input)
+    if precision in be.calibrated:
+        options["calibration"] = calibrate.for_model(net, precond, (channels, resolution, resolution),
+                                                     num_classes=num_classes, kind=calibration,
+                                                     samples=calibration_samples, sampler_defaults=calibrate_along)
+    return be.convert(net, spec, out, precision=precision, precond=precond, sampler_defaults=defaults,
+                      source=source, **options)

@@ -1,0 +1,124 @@
+"""σ-space samplers, k-diffusion style: pure functions of a Denoiser `(x, sigma) -> x0`.
+
+They touch `x` only with + - * and an injected `noise(shape)` callable, so the same code runs on numpy arrays at
+deploy time (every runtime) and on torch tensors at training time. σ arithmetic uses Python floats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from edgediff.errors import InputError
+from edgediff.sampling.schedules import schedule
+
+Callback = Callable[[int, float, object, object], None]  # (step, sigma, x, x0_estimate)
+
+
+
+
+def euler_step(x, x0, s, s_next):
+    """x at σ = s_next from x at σ = s given D(x, s) = x0: one Euler step of the probability-flow ODE, which is
+    deterministic DDIM (Song et al. 2021) in σ-space. σ is a float or per sample (broadcastable against x)."""
+    return x0 + (x - x0) * (s_next / s)
+
+
+def heun_step(denoiser, x, x0, s, s_next):
+    """Heun's 2nd-order step (Karras et al. 2022, Algorithm 1) from σ = s to s_next > 0, given D(x, s) = x0."""
+    d = (x - x0) * (1.0 / s)
+    x_next = x + d * (s_next - s)
+    d_next = (x_next - denoiser(x_next, s_next)) * (1.0 / s_next)
+    return x + (d + d_next) * (0.5 * (s_next - s))
+
+
+def sample_euler(denoiser, x, sigmas, *, noise=None, callback: Callback | None = None):
+    """Euler steps of the probability-flow ODE = deterministic DDIM (Song et al. 2021) in σ-space."""
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:], strict=True)):
+        x0 = denoiser(x, s)
+        if callback:
+            callback(i, s, x, x0)
+        x = euler_step(x, x0, s, s_next)
+    return x
+
+
+def sample_heun(denoiser, x, sigmas, *, noise=None, callback: Callback | None = None):
+    """Heun's 2nd-order ODE sampler (Karras et al. 2022, Algorithm 1, deterministic)."""
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:], strict=True)):
+        x0 = denoiser(x, s)
+        if callback:
+            callback(i, s, x, x0)
+        x = heun_step(denoiser, x, x0, s, s_next) if s_next > 0 else x + (x - x0) * (1.0 / s) * (s_next - s)
+    return x
+
+
+def sample_dpmpp_2m(denoiser, x, sigmas, *, noise=None, callback: Callback | None = None):
+    """DPM-Solver++(2M) multistep, data prediction (Lu et al. 2022), as k-diffusion's sample_dpmpp_2m."""
+    x0_prev, h_prev = None, None
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:], strict=True)):
+        x0 = denoiser(x, s)
+        if callback:
+            callback(i, s, x, x0)
+        if s_next == 0:
+            x = x0
+            continue
+        h = math.log(s) - math.log(s_next)
+        x0_d = x0
+        if x0_prev is not None:
+            r = h_prev / h
+            x0_d = x0 * (1 + 1 / (2 * r)) - x0_prev * (1 / (2 * r))
+        x = x * (s_next / s) - x0_d * math.expm1(-h)
+        x0_prev, h_prev = x0, h
+    return x
+
+
+def sample_consistency(denoiser, x, sigmas, *, noise=None, callback: Callback | None = None,
+                       sigma_min: float = 0.002):
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): denoise, re-noise to the next σ, repeat."""
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:], strict=True)):
+        x0 = denoiser(x, s)
+        if callback:
+            callback(i, s, x, x0)
+        if s_next > 0:
+            if noise is None:
+                raise InputError("sample_consistency needs noise=callable(shape) for more than one step")
+            x = x0 + noise(x0.shape) * math.sqrt(max(s_next**2 - sigma_min**2, 0.0))
+        else:
+            x = x0
+    return x
+
+
+SAMPLERS = {
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "consistency": sample_consistency,
+}
+
+
+def get_sampler(name: str):
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise InputError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}") from None
+
+
+
+
+
+
+def sample(denoiser, shape: tuple[int, ...], *, sampler: str = "dpmpp_2m", steps: int = 10,
+           rng: np.random.Generator, sigma_min: float = 0.002, sigma_max: float = 80.0,
+           callback: Callback | None = None, sigmas=None) -> np.ndarray:
+    """Draw x_T ~ N(0, σ_max²) from `rng` and run a sampler: one seed gives one image on every runtime."""
+    fn = get_sampler(sampler)
+    if not shape or any(int(d) < 1 for d in shape):
+        raise InputError(f"sample shape {tuple(shape)} must have dimensions >= 1")
+    sigmas = schedule(sampler, steps, sigma_min=sigma_min, sigma_max=sigma_max, sigmas=sigmas)
+
+    def noise(s):
+        return rng.standard_normal(s, dtype=np.float32)
+    x = noise(shape) * np.float32(sigmas[0])
+    extra = {"sigma_min": sigma_min} if fn is sample_consistency else {}  # it re-noises to √(σ² − σ_min²)
+    return fn(denoiser, x, sigmas, noise=noise, callback=callback, **extra)

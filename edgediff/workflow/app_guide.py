@@ -1,0 +1,57 @@
+"""The "In an app" section of `edgediff pipeline`'s README: what a Swift or Kotlin developer needs, as numbers and
+formulas — input names and shapes, the preconditioning coefficients at every σ the recommended sampler visits, the
+update rule — so nothing has to be computed by calling edgediff."""
+
+from __future__ import annotations
+
+import json
+
+from edgediff.format.artifact import Artifact
+from edgediff.format.precond import Preconditioning
+from edgediff.sampling.schedules import schedule
+
+NOTEBOOK = "notebooks/03_mobile_export.ipynb"  # shows the same loop end to end (Core ML / ExecuTorch)
+FORMULAS = {
+    "edm": ["c_skip(σ) = σ_d² / (σ² + σ_d²)", "c_out(σ) = σ·σ_d / √(σ² + σ_d²)"],
+    "consistency": ["c_skip(σ) = σ_d² / ((σ − σ_min)² + σ_d²)", "c_out(σ) = (σ − σ_min)·σ_d / √(σ² + σ_d²)"],
+}
+UPDATES = {
+    "consistency": "x0 = D(x, σ_i); x = x0 + √(σ_{i+1}² − σ_min²)·z with fresh z ~ N(0, 1) while σ_{i+1} > 0, "
+                   "else the image is x0 (Song et al. 2023, Alg. 1)",
+    "euler": "x0 = D(x, σ_i); x = x0 + (x − x0)·σ_{i+1}/σ_i (deterministic DDIM in σ-space)",
+    "heun": "Euler step to σ_{i+1}, then average the slopes (x − D)/σ at both ends while σ_{i+1} > 0 "
+            "(Karras et al. 2022, Alg. 1)",
+    "dpmpp_2m": "x0 = D(x, σ_i); h = ln(σ_i/σ_{i+1}); from the second step on x0' = (1 + 1/(2r))·x0 − (1/(2r))·x0_prev "
+                "with r = h_prev/h; x = (σ_{i+1}/σ_i)·x − (e^(−h) − 1)·x0' (DPM-Solver++(2M), Lu et al. 2022); the "
+                "last step to σ = 0 returns x0",
+}
+
+
+def in_an_app(art: Artifact) -> list[str]:
+    """Markdown lines: inputs, formulas, the σ schedule with every coefficient, the update rule, the notebook."""
+    p = Preconditioning.from_dict(art.precond)
+    d = art.sampler_defaults
+    sampler, steps = d.get("sampler", "dpmpp_2m"), int(d.get("steps", 10))
+    sigmas = schedule(sampler, steps, sigma_min=p.sigma_min, sigma_max=p.sigma_max, sigmas=d.get("sigmas"))
+    inputs = ", ".join(f"`{k}` {dtype}{list(shape)}" for k, (shape, dtype) in art.spec.items())
+    lines = ["## In an app", "",
+             "Each artifact is the network F only; the sampler is a few lines of host code, the same on every "
+             "runtime. Everything below is also in each artifact's `artifact.json`.", "",
+             f"- inputs, in this order: {inputs}; output F, float32{list(art.spec['x'][0])}",
+             "- `x` = c_in(σ)·x_σ, `t` = c_noise(σ)"
+             + (", `label` = class index (the class count means unconditional)" if "label" in art.spec else "")
+             + (", `w` = guidance scale (1 = none): one call per step however strong" if "w" in art.spec else ""),
+             f"- denoised image D(x, σ) = c_skip(σ)·x + c_out(σ)·F, with σ_d = {p.sigma_data}, "
+             f"σ_min = {p.sigma_min:g}, σ_max = {p.sigma_max:g} ({p.kind} preconditioning):",
+             *[f"  - {f}" for f in FORMULAS[p.kind]],
+             "  - c_in(σ) = 1 / √(σ² + σ_d²), c_noise(σ) = ln(σ) / 4",
+             f"- recommended sampler: {sampler} × {steps} steps, guidance {d.get('guidance', 1.0)}; start from "
+             f"x = σ_0·z, z ~ N(0, 1) of shape {list(art.spec['x'][0])}",
+             f"- update per step: {UPDATES.get(sampler, 'see edgediff/sampling/samplers.py')}", "",
+             "| step i | σ_i | c_in | t = c_noise | c_skip | c_out |", "|---|---|---|---|---|---|"]
+    for i, s in enumerate(sigmas[:-1]):
+        lines.append(f"| {i} | {s:.6g} | {p.c_in(s):.6g} | {p.c_noise(s):.6g} | {p.c_skip(s):.6g} | "
+                     f"{p.c_out(s):.6g} |")
+    lines += ["", f"σ schedule as a literal: `{json.dumps([round(s, 6) for s in sigmas])}` (the last 0 ends the "
+              f"loop). The notebook `{NOTEBOOK}` runs this loop against the converted files."]
+    return lines
