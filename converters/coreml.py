@@ -99,7 +99,7 @@ def decompressed_state_dict(artifact_or_dir, reference: dict) -> dict:
 
     ct = require("coremltools", "coreml")
     cto = require("coremltools.optimize.coreml", "coreml")
-    art = artifact.open_artifact(artifact_or_dir, backend=BACKEND)
+    art = artifact.open_artifact(artifact_or_dir, backend=BACKEND.name)
     with artifact.native_errors(art.model_path, "coremltools"):
         model = cto.decompress_weights(ct.models.MLModel(str(art.model_path), skip_model_load=True))
         consts = cto.get_weights_metadata(model, weight_threshold=0)

@@ -38,7 +38,7 @@ def registered(monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGINS))
     import edgediff_copy_backend
 
-    backend = base.register(base.ModuleBackend(**{**vars(edgediff_copy_backend.BACKEND), "name": "eagercopy2"}))
+    backend = base.register(edgediff_copy_backend.make_backend("eagercopy2"))
     yield backend
     base.unregister(backend.name)
 

@@ -72,3 +72,24 @@ def test_train_config_file_is_read_not_its_sibling_config_json(tmp_path):
     assert_one_line_error(run("train", "--config", str(tmp_path / "cfg" / "nope.json"), "--out",
                               str(tmp_path / "run"), "--quiet"), "does not exist")
     assert not (tmp_path / "run").exists()
+
+
+def test_pipeline_readme_in_an_app_gives_numbers_and_formulas_not_a_python_call(tmp_path):
+    """The app developer's section: input names and shapes, formulas, and c_in/c_noise/c_skip/c_out at every σ of
+    the recommended schedule, equal to what the host sampler uses."""
+    import edgediff
+    from edgediff.format.precond import Preconditioning
+    from edgediff.sampling.schedules import schedule
+    from edgediff.workflow.app_guide import in_an_app
+
+    art = edgediff.convert("default", backend="openvino", out=tmp_path / "ov")
+    text = "\n".join(in_an_app(art))
+    assert "edgediff.sampling" not in text and "03_mobile_export.ipynb" in text
+    assert "`x` float32[1, 1, 32, 32], `t` float32[1], `label` int32[1]" in text and "c_noise(σ) = ln(σ) / 4" in text
+    p, d = Preconditioning.from_dict(art.precond), art.sampler_defaults
+    sigmas = schedule(d["sampler"], d["steps"], sigma_min=p.sigma_min, sigma_max=p.sigma_max, sigmas=d.get("sigmas"))
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and ln[2].isdigit()]
+    assert len(rows) == len(sigmas) - 1
+    for row, s in zip(rows, sigmas, strict=False):
+        cells = [float(c) for c in row.strip("| ").split(" | ")[1:]]
+        np.testing.assert_allclose(cells, [s, p.c_in(s), p.c_noise(s), p.c_skip(s), p.c_out(s)], rtol=1e-5)

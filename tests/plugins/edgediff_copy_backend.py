@@ -21,16 +21,27 @@ from edgediff.models.unet import UNet
 MODEL_FILE = "model.safetensors"
 
 
-def convert(net, spec, out_dir, *, precision="fp32", calibration=None, precond, sampler_defaults=None, source=None):
-    header = build.header_for(net, spec, backend="eagercopy", precision=precision, precond=precond,
-                              sampler_defaults=sampler_defaults, source=source, tools=())
+def make_backend(name: str = "eagercopy") -> ModuleBackend:
+    """The backend, under `name` (a test registers a second copy at run time under another name)."""
 
-    def lower(tmp: Path):
-        checkpoint.write_tensors(tmp / MODEL_FILE, net.state_dict())
-        (tmp / "unet.json").write_text(json.dumps(net.config.to_dict()))
-        return MODEL_FILE, {"note": "eager PyTorch on the host CPU"}
+    def convert(net, spec, out_dir, *, precision="fp32", calibration=None, precond, sampler_defaults=None,
+                source=None):
+        header = build.header_for(net, spec, backend=name, precision=precision, precond=precond,
+                                  sampler_defaults=sampler_defaults, source=source, tools=())
 
-    return build.build(net, out_dir, header, lower=lower, load_staged=lambda f: CopyRunner(f, header))
+        def lower(tmp: Path):
+            checkpoint.write_tensors(tmp / MODEL_FILE, net.state_dict())
+            (tmp / "unet.json").write_text(json.dumps(net.config.to_dict()))
+            return MODEL_FILE, {"note": "eager PyTorch on the host CPU"}
+
+        return build.build(net, out_dir, header, lower=lower, load_staged=lambda f: CopyRunner(f, header))
+
+    def load(artifact_or_dir, *, device=None, threads=None):
+        art = artifact.open_artifact(artifact_or_dir, backend=name)
+        return CopyRunner(art.model_path, art)
+
+    return ModuleBackend(name=name, precisions=("fp32",), label_dtype="int64", requires=("torch",),
+                         devices=lambda: ["CPU"], convert_fn=convert, load_fn=load)
 
 
 class CopyRunner(SpecRunner):
@@ -45,10 +56,4 @@ class CopyRunner(SpecRunner):
             return self.net(*(torch.from_numpy(v) for v in inputs.values())).numpy()
 
 
-def load(artifact_or_dir, *, device=None, threads=None):
-    art = artifact.open_artifact(artifact_or_dir, backend="eagercopy")
-    return CopyRunner(art.model_path, art)
-
-
-BACKEND = ModuleBackend(name="eagercopy", precisions=("fp32",), label_dtype="int64", requires=("torch",),
-                        extra=None, devices=lambda: ["CPU"], convert_fn=convert, load_fn=load)
+BACKEND = make_backend()
