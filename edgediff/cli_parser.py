@@ -12,6 +12,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _training_flags(p: argparse.ArgumentParser) -> None:
+    """The flags train, prune and distill share: autocast dtype, threads, device, restart, quiet."""
+    p.add_argument("--autocast", choices=["bf16", "fp32"], help="training autocast dtype (the config's "
+                   "training.precision)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
+    p.add_argument("--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="edgediff", description="edgediff: compact diffusion models for phones and laptops; one library "
                 "call per verb, bad input prints one line and exits 2.")
@@ -27,14 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
-    t.add_argument("--autocast", choices=["bf16", "fp32"],
-                   help="training autocast dtype (the config's training.precision)")
-    t.add_argument("--threads", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--data", help="mnist5k | mnist | path/to/image_folder")
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
-    t.add_argument("--quiet", action="store_true")
+    _training_flags(t)
 
     r = sub.add_parser("prune", help="structurally prune a model and recover it by distillation (resumable)")
     r.add_argument("--model", default="default", help="the unpruned teacher: 'default', a shipped name or a dir")
@@ -46,12 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lr", type=float, default=1e-3)
     r.add_argument("--distill-weight", type=float, default=1.0, help="weight of ||F - F_teacher||^2")
     r.add_argument("--batch-size", type=int)
-    r.add_argument("--autocast", choices=["bf16", "fp32"],
-                   help="training autocast dtype (the config's training.precision)")
-    r.add_argument("--threads", type=int)
-    r.add_argument("--device", default="cpu")
-    r.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
-    r.add_argument("--quiet", action="store_true")
+    _training_flags(r)
 
     k = sub.add_parser("distill", help="consistency-distil a model into a 1-4 step, guidance-conditioned student")
     k.add_argument("--model", default="default", help="the EDM teacher: 'default', a shipped name or a dir")
@@ -71,12 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--substeps", type=int, default=2, help="trajectory method: solver steps per Karras interval")
     k.add_argument("--top-fraction", type=float, default=0.25, help="trajectory method: batch share at σ_max")
     k.add_argument("--init", help="start from this consistency student's weights instead of the teacher's")
-    k.add_argument("--autocast", choices=["bf16", "fp32"],
-                   help="training autocast dtype (the config's training.precision)")
-    k.add_argument("--threads", type=int)
-    k.add_argument("--device", default="cpu")
-    k.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
-    k.add_argument("--quiet", action="store_true")
+    _training_flags(k)
 
     u = sub.add_parser("tune-schedule", help="search a few-step model's intermediate σ by FID-proxy (Song et al. "
                        "2023); --write stores it as the model's recommended schedule")
