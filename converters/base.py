@@ -20,7 +20,8 @@ from edgediff.errors import EdgediffError, InputError
 
 # name -> module holding its BACKEND; the one line a new built-in backend adds
 BUILTIN = {"eager": "edgediff.converters.eager", "executorch": "edgediff.converters.executorch",
-           "openvino": "edgediff.converters.openvino", "coreml": "edgediff.converters.coreml"}
+           "openvino": "edgediff.converters.openvino", "coreml": "edgediff.converters.coreml",
+           "litert": "edgediff.converters.litert"}
 ENTRY_POINTS = "edgediff.backends"  # installed plugins: name = "module:BACKEND"
 _REGISTERED: dict[str, Backend] = {}  # backends added at run time with register()
 

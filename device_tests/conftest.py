@@ -24,9 +24,11 @@ from edgediff.format import artifact
 from edgediff.models import checkpoint
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-BACKENDS = {"executorch": "executorch.exir", "openvino": "openvino", "coreml": "coremltools"}
+BACKENDS = {"executorch": "executorch.exir", "openvino": "openvino", "coreml": "coremltools",
+            "litert": "ai_edge_litert"}
 TARGETS = {"executorch": ("host", "android"), "openvino": ("CPU", "GPU", "NPU"),
-           "coreml": ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")}
+           "coreml": ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"), "litert": ("host", "android", "android-gpu")}
+PHONE = ("android", "android-gpu")
 REPORT_KEY = pytest.StashKey[Path]()
 _CONVERTED: dict[str, Path] = {}  # backend -> artifact converted this session (one per backend, whatever the target)
 
@@ -37,6 +39,8 @@ def pytest_addoption(parser):
     parser.addoption("--device", default="CPU", help="OpenVINO device for the parity test's artifact runners")
     parser.addoption("--executor-runner", default=None,
                      help="executor_runner binary built for the phone (default: $EDGEDIFF_EXECUTOR_RUNNER)")
+    parser.addoption("--benchmark-model", default=None,
+                     help="LiteRT benchmark_model binary built for the phone (default: $EDGEDIFF_LITERT_BENCHMARK)")
     parser.addoption("--adb-serial", default=None, help="phone to use when `adb devices` lists several")
     parser.addoption("--budgets", default=str(Path(__file__).with_name("budgets.toml")),
                      help="latency budgets TOML (per model/backend/device/precision)")
@@ -90,8 +94,8 @@ def unavailable(backend: str, target: str, config) -> str | None:
         return f"{backend} is not installed (pip install 'edgediff[{backend}]')"
     if backend == "openvino" and target not in openvino_devices():
         return f"OpenVINO device {target} is not available here (available_devices: {', '.join(openvino_devices())})"
-    if target == "android":
-        return _android_unavailable(config)
+    if target in PHONE:
+        return _android_unavailable(backend, config)
     return None
 
 
@@ -102,14 +106,19 @@ def openvino_devices() -> tuple[str, ...]:
     return tuple(openvino.core().available_devices)
 
 
-def _android_unavailable(config) -> str | None:
+def _android_unavailable(backend: str, config) -> str | None:
+    from litert_android import find_benchmark  # device_tests/ is on sys.path (no __init__.py)
+
     from edgediff.measure import adb
 
     try:
         adb.pick_device(adb.devices(), config.getoption("--adb-serial"))
-        adb.find_runner(config.getoption("--executor-runner"))
+        if backend == "litert":
+            find_benchmark(config.getoption("--benchmark-model"))
+        else:
+            adb.find_runner(config.getoption("--executor-runner"))
     except adb.AdbError as e:
-        return f"ExecuTorch on Android: {e}"
+        return f"{'LiteRT' if backend == 'litert' else 'ExecuTorch'} on Android: {e}"
     return None
 
 

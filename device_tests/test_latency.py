@@ -71,10 +71,25 @@ def _on_phone(art: artifact.Artifact, reference, pytestconfig) -> bench.Record:
     return adb.to_record(art, run, parity_db=db, facts=adb.phone_facts(device))
 
 
+def _on_litert_phone(art: artifact.Artifact, target: str, pytestconfig) -> bench.Record:
+    """Push and run the .tflite with LiteRT's benchmark_model (XNNPACK on the CPU, or the GPU delegate)."""
+    import litert_android  # device_tests/ is on sys.path (no __init__.py)
+
+    device = adb.pick_device(adb.devices(), pytestconfig.getoption("--adb-serial"))
+    binary = litert_android.find_benchmark(pytestconfig.getoption("--benchmark-model"))
+    gpu = target == "android-gpu"
+    timing, _ = litert_android.run_tflite(art, binary, device=device, gpu=gpu, runs=ITERS, warmup=WARMUP)
+    return litert_android.to_record(art, timing, gpu=gpu, facts=adb.phone_facts(device), serial=device.serial)
+
+
 def test_parity_and_latency_within_budget(artifact_dir, target, budget_table, device_report, pytestconfig, request):
     art = artifact.read(artifact_dir)
     reference = _reference(art, pytestconfig)
-    record = _on_phone(art, reference, pytestconfig) if target == "android" else _on_host(art, target, reference)
+    if target.startswith("android"):
+        record = _on_litert_phone(art, target, pytestconfig) if art.backend == "litert" else \
+            _on_phone(art, reference, pytestconfig)
+    else:
+        record = _on_host(art, target, reference)
     row = record.to_dict()
     verdict = budgets.verdict(row, budget_table)
     device_report.append({**row, "speedup": None, "test": request.node.name, "budget_verdict": verdict.text()})
@@ -82,4 +97,4 @@ def test_parity_and_latency_within_budget(artifact_dir, target, budget_table, de
     if record.parity_db is not None:
         assert record.parity_db >= gate, f"{record.device}: parity {record.parity_db:.1f} dB < {gate} dB vs eager"
     assert verdict.status != budgets.OVER, verdict.text()
-    assert np.isfinite(record.step["p50"]) and record.step["n"] >= (1 if target == "android" else ITERS)
+    assert np.isfinite(record.step["p50"]) and record.step["n"] >= (1 if target.startswith("android") else ITERS)

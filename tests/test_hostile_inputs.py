@@ -618,8 +618,8 @@ def test_the_fake_artifact_itself_reads(res):
 
 # ----------------------------------------------------------------- D. real model files under native runtimes
 
-PACKAGES = {"executorch": "executorch.runtime", "openvino": "openvino", "coreml": "coremltools"}
-LOAD_OPTIONS = {"openvino": {"threads": 1}}
+PACKAGES = {n: converters.get(n).requires[0] for n in converters.convertible()}  # every registered backend
+LOAD_OPTIONS = {n: {"threads": 1} for n in PACKAGES}
 
 WORKER = r'''
 import json, sys, traceback
@@ -786,7 +786,7 @@ def _input_cases(real: dict) -> list[dict]:
            "label_neg": (good_x, good_t, [[BATCH], "int64", -1]),
            "label_big": (good_x, good_t, [[BATCH], "int64", 4]), "label_bool": (good_x, good_t, [[BATCH], "bool", 1]),
            "label_shape": (good_x, good_t, [[BATCH, 1], "int64", 1])}
-    runnable = [b for b in sorted(real) if b != "coreml" or sys.platform == "darwin"]
+    runnable = [b for b in sorted(real) if converters.get(b).unavailable() is None]
     return [{"id": f"{b}:input:{k}", "backend": b, "path": str(real[b].path), "reuse": True, "inputs": list(v),
              "options": LOAD_OPTIONS.get(b, {}), "expect": "ok" if k == "control" else "ours"}
             for b in runnable for k, v in bad.items()]
