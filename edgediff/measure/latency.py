@@ -76,11 +76,19 @@ def min_of_medians(fn: Callable[[], object], *, repeats: int = 3, **kw) -> float
 FLOPS_PER_CYCLE = {"avx512f": 64, "avx2": 32, "sse2": 8}  # fp32 FLOPs/cycle/core with FMA units (estimate)
 
 
+def runtime_packages() -> list[str]:
+    """The packages every registered backend needs (openvino, executorch, coremltools, ...), in registry order."""
+    from edgediff.converters import base
+
+    names = [m for n in base.names() for m in base.get(n).requires]
+    return [m for m in dict.fromkeys(names) if m not in ("torch", "numpy")]
+
+
 def host() -> dict:
     """CPU model, cores, clock, OS, Python and runtime versions of this machine."""
     info = _cpuinfo()
     versions = {}
-    for dist in ("torch", "openvino", "executorch", "coremltools", "numpy"):
+    for dist in ("torch", "numpy", *runtime_packages()):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgediff.errors import InputError
 from edgediff.format.files import atomic_path, write_text
-from edgediff.measure.latency import FLOPS_PER_CYCLE
+from edgediff.measure.latency import FLOPS_PER_CYCLE, runtime_packages
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -193,7 +193,7 @@ def host_line(h: dict, table: list[dict], peak: float | None) -> str:
     fid_text = (f" FID-proxy on {fid['fid_n']} samples per row (real-vs-real floor {fid['fid_floor']:.2f})."
                 if fid else "")
     base = next((r.get("baseline") for r in table if r.get("baseline")), None)
-    versions = ", ".join(f"{k} {h[k]}" for k in ("torch", "openvino", "executorch", "coremltools") if h.get(k))
+    versions = ", ".join(f"{k} {h[k]}" for k in ("torch", *runtime_packages()) if h.get(k))
     return (f"Host: {h['cpu']}, {h['cores']} cores, {h['os']}, python {h['python']}, {versions}; {est}. "
             f"Image = one batch with the model's recommended sampler (sampler column); sampler % = host time "
             f"outside the network calls; speed-up/step = ms/step against the same model's eager fp32 row, "
