@@ -71,7 +71,7 @@ def test_an_installed_plugin_reaches_info_convert_sample_and_bench(tmp_path):
                  cwd=tmp_path)
     assert sample.returncode == 0 and (tmp_path / "s.png").is_file(), sample.stderr
     bench = run("-m", "edgediff", "bench", "art", "--iters", "3", "--warmup", "1", "--out", "r", "--quiet",
-                cwd=tmp_path)
+                "--in-process", cwd=tmp_path)
     assert bench.returncode == 0, bench.stderr
     rows = json.loads((tmp_path / "r" / "report.json").read_text())
     assert [r["backend"] for r in rows] == ["eager", "eagercopy"] and rows[1]["step"]["p50"] > 0

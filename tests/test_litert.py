@@ -21,7 +21,7 @@ def arts(tmp_path_factory):
     if not base.installed(base.get("litert")):
         pytest.skip('litert is not installed here (pip install "edgediff[litert]")')
     root = tmp_path_factory.mktemp("litert")
-    return {q: edgediff.convert("default", backend="litert", out=root / q, precision=q, calibration_samples=64)
+    return {q: edgediff.convert("default", backend="litert", out=root / q, precision=q, calibration_samples=16)
             for q in ("fp32", "fp16", "w8", "int8")}
 
 
