@@ -9,6 +9,7 @@ with everything else float. Inputs are named args_0.. in spec order, the output 
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def _lower(net, header: artifact.Header, tmp: Path, calibration=None) -> tuple[s
     """litert_torch.convert with static shapes → (quantize) → .tflite; return (file, op coverage)."""
     import torch
 
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # its per-pass log; edgediff shows its own progress
     litert_torch = require("litert_torch", "litert")
     with torch.no_grad():
         edge = litert_torch.convert(net.eval(), build.example_inputs(header.spec))
