@@ -259,7 +259,7 @@ def test_psnr_is_capped_for_identical_outputs_and_falls_with_noise():
     assert 19 < parity.psnr_db(ref, ref + 0.2) < 21  # range 2, error 0.2 → 20 dB
 
 
-@pytest.mark.parametrize("backend", ["executorch", "openvino"])
+@pytest.mark.parametrize("backend", ["executorch", "openvino", "litert"])
 def test_a_diffusers_unet2d_model_converts_and_passes_the_gate(backend, tmp_path):
     diffusers = pytest.importorskip("diffusers")
     require(backend)
