@@ -109,6 +109,12 @@ def _sample(a):
                       batch_size=a.batch_size, sigmas=_floats(a.sigmas, "--sigmas"))
     images_io.check_path(Path(a.out))  # a bad --out fails before anything is sampled
     model = edgediff.load(a.model, backend=a.backend, device=a.device, threads=a.threads)
+    if a.guidance == 1.0 and not model.num_classes:
+        print(f"edgediff sample: warning: {model.name} is unconditional; --guidance 1 changes nothing", file=sys.stderr)
+    if a.eval:
+        from edgediff.measure.quality import check_measurable
+
+        check_measurable(model.shape)  # before sampling: nothing is written when --eval cannot run
     images, labels = model.sample(request, progress=not a.quiet)
     edgediff.save(a.out, images, labels)
     print(f"wrote {len(images)} images to {a.out}")

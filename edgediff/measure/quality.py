@@ -28,6 +28,15 @@ SHIPPED = "metric-mnist"
 HELDOUT = {"test_fraction": 0.1, "seed": 0}  # the classifier's fixed train/held-out split of its data
 REFERENCE_SEED, FLOOR_SEED, MAX_FLOOR_N = 1234, 4321, 2500
 SMALL_N = 1000
+IMAGE_SHAPE = (1, 32, 32)  # what the shipped digit classifier measures
+NOT_RGB = ("FID-proxy measures 1×32×32 grayscale digits with the shipped digit classifier; there is no metric for "
+           "other image shapes (RGB, other sizes) yet")
+
+
+def check_measurable(shape: tuple[int, ...]) -> None:
+    """An InputError, before anything is sampled or written, when images of `shape` (C, H, W) cannot be measured."""
+    if tuple(shape) != IMAGE_SHAPE:
+        raise InputError(f"this model makes {'×'.join(map(str, shape))} images; {NOT_RGB}: drop --eval")
 
 
 class Classifier(nn.Module):
@@ -217,9 +226,10 @@ def _load(path: Path) -> Metric:
 def _check_images(images) -> np.ndarray:
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().numpy()
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[1:] != (1, 32, 32):
+    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
         shape = getattr(images, "shape", type(images).__name__)
-        raise InputError(f"expected images as a numpy array [N,1,32,32] in [-1,1], got {shape}")
+        raise InputError(f"expected images as a numpy array [N,1,32,32] in [-1,1], got {shape}"
+                         + (f"; {NOT_RGB}" if isinstance(images, np.ndarray) and images.ndim == 4 else ""))
     if not np.issubdtype(images.dtype, np.floating):
         raise InputError(f"expected float images in [-1,1], got dtype {images.dtype}")
     if len(images) < 2 or not np.isfinite(images).all():
