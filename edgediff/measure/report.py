@@ -100,7 +100,7 @@ def pareto_plot(rows: Sequence[dict], file):
     floor = next((r.get("fid_floor") for r in measured if r.get("fid_floor") is not None), None)
     if floor is not None:
         ax.axhline(floor, color="gray", linestyle="--", label=f"real-vs-real floor (N={measured[0]['fid_n']})")
-    ax.set_xlabel("image latency, ms per batch (each model's recommended sampler and steps, in the legend)")
+    ax.set_xlabel("image ms per batch (each model's own sampler×steps)")
     ax.set_ylabel("FID-proxy (lower is better)" if fid else "model size, MB")
     ax.set_title("Quality vs latency (marker area ∝ MB; lower left is better)" if fid
                  else "Size vs image latency (FID-proxy not measured: y = MB)")
