@@ -141,7 +141,7 @@ def fingerprint(calib: Calibration) -> str:
 def options_for(precision: str, calib: Calibration | None, *, needs: tuple[str, ...]) -> dict:
     """Artifact options describing the calibration of a `precision` build (which must have one iff it needs it)."""
     if precision in needs and calib is None:
-        raise InputError(f"precision {precision} needs calibration data (edgediff.calibrate.collect); got none")
+        raise InputError(f"precision {precision} needs calibration data (converters.calibration.collect); got none")
     if precision not in needs and calib is not None:
         raise InputError(f"precision {precision} takes no calibration data; only {', '.join(needs)} do")
     if calib is None:

@@ -285,3 +285,10 @@ def test_get_sampler():
         assert name in str(e.value)
     with pytest.raises(InputError):
         sample(nonlinear_denoiser, (1, 1, 2, 2), sampler="nope", rng=np.random.default_rng(0))
+
+
+def test_every_sampler_name_the_artifact_format_allows_has_a_sampler():
+    """format.schema.SAMPLER_NAMES (what sampler_defaults may name in artifact.json) == the sampler functions."""
+    from edgediff.format.schema import SAMPLER_NAMES
+
+    assert set(SAMPLER_NAMES) == set(SAMPLERS)

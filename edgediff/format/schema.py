@@ -1,7 +1,7 @@
 """Schemas of the JSON files edgediff reads: a model's config.json and an artifact's artifact.json.
 
 Known keys and their types come from the frozen dataclasses themselves (`dataclasses.fields` + type hints), so a
-field added to `UNetConfig`, `TrainConfig`, `Preconditioning`, `generate.Request` or `Artifact` is accepted (and
+field added to `UNetConfig`, `TrainConfig`, `Preconditioning`, `configs.Request` or `Artifact` is accepted (and
 type-checked) without touching this file; `RANGES` adds the value ranges a type cannot express. Every problem
 raises ModelFileError naming the file, the key path, the value and what was expected.
 """
@@ -243,7 +243,7 @@ def check_fields(section: str, obj) -> None:
     """Raise InputError if a dataclass instance breaks the types or RANGES of `section` (for __post_init__).
 
     This lets constructors share the config.json rules, e.g. `TrainConfig.__post_init__` calling
-    `schema.check_fields("training", self)` and `generate.Request` calling it with "sampler_defaults".
+    `schema.check_fields("training", self)` and `configs.Request` calling it with "sampler_defaults".
     """
     d = json.loads(json.dumps(dataclasses.asdict(obj), default=str))  # tuples → lists, as config.json holds them
     for f in dataclasses.fields(obj):

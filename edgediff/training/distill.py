@@ -94,7 +94,7 @@ def pseudo_huber(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def cd_loss(teacher, teacher_precond: Preconditioning, cfg: DistillConfig, *, precision: str, null_label: int):
-    """The consistency-distillation LossFn for `edgediff.train.run` (batch.ema is the target network θ⁻)."""
+    """The consistency-distillation LossFn for `edgediff.training.loop.run` (batch.ema is the target network θ⁻)."""
     student_precond = ConsistencyPreconditioning(**dataclasses.asdict(teacher_precond))
     grid, bf16 = karras_grid(cfg, teacher_precond), precision == "bf16"
 
