@@ -88,7 +88,7 @@ def collect(runner: Runner, precond: Preconditioning, shape: tuple[int, int, int
     if recommended and recommended.get("sampler"):
         runs.append((recommended["sampler"], int(recommended.get("steps", 10)), recommended))
     for i, (sampler, steps, defaults) in enumerate(runs):
-        for j, g in enumerate(guidance if num_classes else (1.0,)):
+        for j, g in enumerate(guidance if num_classes and precond.has_null_label else (1.0,)):
             req = with_defaults(Request(n=per_run, seed=seed + 100 * i + j, sampler=sampler, steps=steps,
                                         guidance=g, batch_size=per_run), defaults)
             generate(rec, precond, shape, req, num_classes=num_classes)

@@ -11,8 +11,6 @@ from edgediff.format.files import file_sha256
 from edgediff.models import checkpoint
 from edgediff.models import diffusers as byom
 
-DIFFUSERS_SAMPLER = {"sampler": "dpmpp_2m", "steps": 20, "guidance": 1.0}
-
 
 def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: int = 1,
                   calibration="trajectory", calibration_samples: int = 256, **options):
@@ -28,24 +26,18 @@ def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: i
         raise InputError(f"batch must be an integer >= 1, got {batch!r}")
     be = base.get(backend)
     base.check_options(be, "convert", options)
-    if byom.is_diffusers_dir(model):
-        net, desc = byom.load_diffusers(model)
-        precond, num_classes, defaults = net.precond(), 0, DIFFUSERS_SAMPLER
-        channels, resolution, guidance_input = desc["channels"], desc["resolution"], False
-        source, calibrate_along = {"model": desc}, None
-    else:
-        md = checkpoint.load(model)
-        net, precond, defaults, c = md.net, md.precond, md.sampler_defaults, md.unet
-        channels, resolution, num_classes, guidance_input = c.in_channels, c.resolution, c.num_classes, \
-            c.guidance_embed
-        source = {"model": md.meta.get("name", str(model)),
-                  "checkpoint_sha256": file_sha256(md.path / checkpoint.WEIGHTS_FILE)}
-        calibrate_along = defaults
+    md = checkpoint.load(model)
+    net, precond, defaults, c = md.net, md.precond, md.sampler_defaults, md.unet
+    source = {"model": byom.describe(md) if md.is_diffusers else md.meta.get("name", str(model)),
+              "checkpoint_sha256": file_sha256(md.weights_file)}
+    if md.class_names:
+        source["class_names"] = list(md.class_names)
+    channels, resolution, num_classes, guidance_input = c.in_channels, c.resolution, c.num_classes, c.guidance_embed
     spec = artifact.make_spec(batch=batch, channels=channels, resolution=resolution, num_classes=num_classes,
                               label_dtype=be.label_dtype, guidance_input=guidance_input)
     if precision in be.calibrated:
         options["calibration"] = calibrate.for_model(net, precond, (channels, resolution, resolution),
                                                      num_classes=num_classes, kind=calibration,
-                                                     samples=calibration_samples, sampler_defaults=calibrate_along)
+                                                     samples=calibration_samples, sampler_defaults=defaults)
     return be.convert(net, spec, out, precision=precision, precond=precond, sampler_defaults=defaults,
                       source=source, **options)

@@ -25,7 +25,8 @@ from edgediff.format.inputs import SpecRunner, prepare_inputs
 MODEL_FILE = "model.pte"
 PRECISIONS = ("fp32", "int8")
 CALIBRATED = ("int8",)
-KEEP_FLOAT = ("conv_in", "conv_out", "time_mlp", "label_emb")  # sensitive: stay fp32 in int8 artifacts
+KEEP_FLOAT = ("conv_in", "conv_out", "time_mlp", "label_emb",  # sensitive: stay fp32 in int8 artifacts
+              "time_embedding", "class_embedding")  # (the same parts of a diffusers UNet, under `unet.`)
 # Residual adds and skip concatenations stay fp32 too: one int8 scale shared by a skip path and a deep path costs
 # parity (default model: 32.2 dB with them in int8, 39 dB without) and keeps GroupNorm/upsample in the delegate.
 KEEP_FLOAT_OPS = ("add.Tensor", "cat.default")
@@ -63,6 +64,10 @@ def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str, calibration=
         calibrate.save(tmp / calibrate.CALIBRATION_FILE, calibration)
     if delegate == "xnnpack":
         ep = ep.run_decompositions(xnnpack_friendly_decompositions())
+        if calibration is None:  # fold input-independent subgraphs (diffusers' `timesteps * ones(B)`)
+            from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+            ep = constant_prop_pass(ep)
     edge = exir.to_edge_transform_and_lower(ep, partitioner=[_partitioner(delegate)])
     coverage = op_coverage(edge.exported_program().graph_module)
     coverage["delegate"] = delegate
@@ -87,7 +92,7 @@ def _quantize_int8(net, ep, spec: artifact.InputSpec, calibration):
         model = annotate(model)
         for node in model.graph.nodes:
             stack = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
-            if any(path.split(".")[0] in KEEP_FLOAT for path in stack) or _is_float_op(node):
+            if any(_top(path) in KEEP_FLOAT for path in stack) or _is_float_op(node):
                 node.meta.pop("quantization_annotation", None)
         return model
 
@@ -101,6 +106,12 @@ def _quantize_int8(net, ep, spec: artifact.InputSpec, calibration):
             model(*(torch.from_numpy(v) for v in inputs.values()))
     model = pt2e.convert_pt2e(model)
     return torch.export.export(model, build.example_inputs(spec))
+
+
+def _top(path: str) -> str:
+    """The network part a module path is in: `conv_in.0` → conv_in; a diffusers `unet.conv_in` → conv_in."""
+    parts = path.split(".")
+    return parts[1] if parts[0] == "unet" and len(parts) > 1 else parts[0]
 
 
 def _is_float_op(node) -> bool:

@@ -22,7 +22,8 @@ MODEL_FILE = "model.xml"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "w8")
 CALIBRATED = ("int8",)
 HINTS = {"fp32": "f32", "fp16": "f32", "bf16": "bf16", "int8": "f32", "w8": "f32"}
-KEEP_FLOAT = (".*conv_in.*", ".*conv_out.*", ".*time_mlp.*", ".*label_emb.*")  # int8: sensitive layers stay f32
+KEEP_FLOAT = (".*conv_in.*", ".*conv_out.*", ".*time_mlp.*", ".*label_emb.*", ".*time_embedding.*",
+              ".*class_embedding.*")  # int8: sensitive layers stay f32
 
 
 def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", calibration=None, precond,

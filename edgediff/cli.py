@@ -43,9 +43,11 @@ def _prune(a):
 
 
 def _distill(a):
+    from edgediff.format.diffusers_dir import is_diffusers
     from edgediff.training import distill
 
-    cfg = distill.DistillConfig(scales=a.scales, w_min=a.w_min, w_max=a.w_max, solver=a.solver, method=a.method,
+    method = a.method or ("trajectory" if is_diffusers(a.model) else "cd")  # a diffusers teacher has no data here
+    cfg = distill.DistillConfig(scales=a.scales, w_min=a.w_min, w_max=a.w_max, solver=a.solver, method=method,
                                 trajectories=a.trajectories, substeps=a.substeps, top_fraction=a.top_fraction)
     out = distill.distill(a.model, Path(a.out), config=cfg, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                           target_ema=a.target_ema, init=a.init, resume=not a.restart, progress=not a.quiet,
@@ -104,11 +106,15 @@ def _train_metric(a):
 
 def _sample(a):
     from edgediff.format.configs import Request
+    from edgediff.sampling.generate import recommended
 
-    request = Request(n=a.n, seed=a.seed, sampler=a.sampler, steps=a.steps, guidance=a.guidance, label=a.label,
-                      batch_size=a.batch_size, sigmas=_floats(a.sigmas, "--sigmas"))
+    asked = {"n": a.n, "seed": a.seed, "sampler": a.sampler, "steps": a.steps, "guidance": a.guidance,
+             "label": a.label, "batch_size": a.batch_size, "sigmas": _floats(a.sigmas, "--sigmas")}
+    asked = {k: v for k, v in asked.items() if v is not None}
+    Request(**asked)  # bad values fail here, before the model is loaded
     images_io.check_path(Path(a.out))  # a bad --out fails before anything is sampled
     model = edgediff.load(a.model, backend=a.backend, device=a.device, threads=a.threads)
+    request = recommended(model.sampler_defaults, **asked)
     if a.guidance == 1.0 and not model.num_classes:
         print(f"edgediff sample: warning: {model.name} is unconditional; --guidance 1 changes nothing", file=sys.stderr)
     if a.eval:
@@ -130,6 +136,11 @@ def _convert(a):
     islands = art.op_coverage.get("islands")
     print(f"{art.backend} {art.precision} artifact in {art.path}: {art.size_bytes / 1e6:.2f} MB, parity {parity}"
           + (f", {islands} delegate island(s)" if islands is not None else ""))
+    from edgediff.converters.parity import ungated_note
+
+    note = ungated_note(art.precision, art.parity_db)
+    if note:
+        print(f"edgediff convert: warning: {note}", file=sys.stderr)
 
 
 def _bench(a):
@@ -163,6 +174,23 @@ VERBS = {"info": _info, "train": _train, "prune": _prune, "distill": _distill, "
          "sample": _sample, "convert": _convert, "bench": _bench, "devices": _devices, "eval": _eval}
 
 
+def _one_line_notices(verb: str) -> None:
+    """Show edgediff's own notices (what it assumed or left out) as one stderr line each."""
+    import warnings
+
+    from edgediff.errors import EdgediffWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, EdgediffWarning):
+            print(f"edgediff {verb}: note: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    shown = warnings.showwarning
+    warnings.showwarning = show
+    warnings.simplefilter("always", EdgediffWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     import logging
 
@@ -172,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # backends' deprecation notices, not the user's
     logging.getLogger("nncf").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    _one_line_notices(args.verb)
     try:
         VERBS[args.verb](args)
     except EdgediffError as e:

@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--solver", default="heun", help="teacher ODE step: heun | euler")
     k.add_argument("--target-ema", type=float, default=0.95,
                    help="EMA rate of the target network (cd) or of the saved weights (trajectory)")
-    k.add_argument("--method", default="cd", help="cd (consistency distillation) | trajectory (regression onto "
+    k.add_argument("--method", help="default cd; trajectory for a diffusers teacher. cd (consistency distillation) | "
+                   "trajectory (regression onto "
                    "the teacher's own ODE endpoints, solved up front into OUT/trajectories)")
     k.add_argument("--trajectories", type=int, default=8000, help="trajectory method: teacher trajectories")
     k.add_argument("--substeps", type=int, default=2, help="trajectory method: solver steps per Karras interval")
@@ -131,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="auto", help="auto (eager for a model dir, the artifact's own backend)")
     s.add_argument("--device", help="runtime device, e.g. OpenVINO CPU/GPU/NPU/AUTO")
     s.add_argument("--threads", type=int)
-    s.add_argument("--sampler", default="dpmpp_2m", help="euler | heun | dpmpp_2m | consistency")
-    s.add_argument("--steps", type=int, default=10)
+    s.add_argument("--sampler", help="euler | heun | dpmpp_2m | consistency (default: the model's)")
+    s.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--n", type=int, default=100)
     s.add_argument("--label", type=int, help="class to draw (default: every class in turn, one grid row each)")

@@ -13,6 +13,10 @@ class InputError(EdgediffError, ValueError):
     """An argument or array has the wrong shape, dtype, range or value."""
 
 
+class EdgediffWarning(UserWarning):
+    """Something edgediff assumed or left out that the user should know (the CLI prints it as one line)."""
+
+
 class MissingDependencyError(EdgediffError, ImportError):
     """An optional backend is not installed; the message names the pip extra that brings it."""
 

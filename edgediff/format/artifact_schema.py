@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 
 from edgediff.errors import ModelFileError
 from edgediff.format.configs import Request
-from edgediff.format.precond import Preconditioning
+from edgediff.format.precond import Preconditioning, precond_class
 from edgediff.format.schema import _show, hints, required, section_problems
 
 ARTIFACT_SCHEMA_VERSIONS = (1, 1)  # the artifact.json schema_version range this edgediff reads (inclusive)
@@ -53,7 +53,7 @@ def _artifact_value_problems(meta: dict, dtypes) -> list[str]:
     if not problems and (len(spec["x"][0]) != 4 or spec["t"][0] != spec["x"][0][:1]):
         problems.append(f"spec x must be [B,C,H,W] and t [B]; got {_show(spec)}")
     if meta.get("precond") is not None:
-        problems += section_problems("precond", Preconditioning, meta["precond"])
+        problems += section_problems("precond", precond_class(meta["precond"]), meta["precond"])
         if not problems:
             try:
                 Preconditioning.from_dict(meta["precond"])

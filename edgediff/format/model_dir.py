@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgediff.errors import ModelFileError
-from edgediff.format import jsonfile
+from edgediff.format import diffusers_dir, jsonfile
 from edgediff.format.configs import Request, TrainConfig, TrainingState, UNetConfig
 from edgediff.format.precond import Preconditioning
 from edgediff.format.schema import _show, section_problems
@@ -39,9 +39,10 @@ def resolve(model: str | os.PathLike) -> Path:
     if "/" not in name and _is_model_dir(shipped):
         return shipped
     path = Path(model)
-    if not (path / CONFIG_FILE).is_file():
+    if not (path / CONFIG_FILE).is_file() and not diffusers_dir.is_diffusers(path):
         raise ModelFileError(f"model {name!r} not found: expected 'default', a shipped model name "
-                             f"({', '.join(list_shipped())}) or a directory containing {CONFIG_FILE}")
+                             f"({', '.join(list_shipped())}), an edgediff model directory containing {CONFIG_FILE}, "
+                             f"or {diffusers_dir.SUPPORTED}")
     return path
 
 

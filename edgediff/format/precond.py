@@ -39,6 +39,7 @@ class Preconditioning:
         return _log(sigma) / 4.0
 
     kind = "edm"
+    has_null_label = True  # edgediff's UNets learn label == num_classes as "no label" (classifier-free guidance)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, **asdict(self)}
@@ -47,14 +48,18 @@ class Preconditioning:
     def from_dict(d: dict) -> Preconditioning:
         d = dict(d)
         kind = d.pop("kind", "edm")
-        kinds = {"edm": Preconditioning, "consistency": ConsistencyPreconditioning}
-        if kind not in kinds:
-            raise InputError(f"unknown preconditioning kind {kind!r}; expected one of {sorted(kinds)}")
-        unknown = sorted(set(d) - {f.name for f in fields(Preconditioning)})
+        if kind not in KINDS:
+            raise InputError(f"unknown preconditioning kind {kind!r}; expected one of {list(KINDS)}")
+        cls = precond_class({"kind": kind})
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(names))
         if unknown:
-            raise InputError(f"unknown preconditioning fields {unknown}; "
-                             f"expected {[f.name for f in fields(Preconditioning)]}")
-        return kinds[kind](**d)
+            raise InputError(f"unknown preconditioning fields {unknown}; expected {names}")
+        return cls(**d)
+
+    def base_fields(self) -> dict:
+        """σ_data, σ_min, σ_max: what a student distilled from this model inherits."""
+        return {f.name: getattr(self, f.name) for f in fields(Preconditioning)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +74,85 @@ class ConsistencyPreconditioning(Preconditioning):
 
     def c_out(self, sigma: float) -> float:
         return (sigma - self.sigma_min) * self.sigma_data / (sigma**2 + self.sigma_data**2) ** 0.5
+
+
+KINDS = ("edm", "consistency", "vp")
+PREDICTIONS = ("epsilon", "v_prediction", "sample")  # diffusers' prediction_type names
+
+
+@dataclass(frozen=True, kw_only=True)
+class VPPreconditioning(Preconditioning):
+    """A discrete-time VP model (DDPM, Ho et al. 2020) in σ-space, as Karras et al. 2022 (Table 1, "VP") run it.
+
+    `sigmas` is the scheduler's own table σ_t = √((1 − ᾱ_t)/ᾱ_t), t = 0..T−1. The network sees x_t = x/√(σ² + 1)
+    and its fractional training step t(σ) (linear in log σ between table entries) and returns ε, v or x0 as
+    trained; c_skip/c_out turn that into D. At a table σ, one Euler step is exactly diffusers' DDIM step.
+    """
+
+    prediction: str = "epsilon"
+    sigmas: tuple[float, ...] = ()
+
+    kind = "vp"
+    has_null_label = False  # a diffusers class-conditional UNet has only its classes: no guidance
+
+    def __post_init__(self):
+        object.__setattr__(self, "sigmas", tuple(float(s) for s in self.sigmas))
+        s = np.asarray(self.sigmas, dtype=np.float64)
+        if self.prediction not in PREDICTIONS:
+            raise InputError(f"unknown prediction type {self.prediction!r}; expected one of {PREDICTIONS}")
+        if len(s) < 2 or not (np.all(np.isfinite(s)) and np.all(s > 0) and np.all(np.diff(s) > 0)):
+            raise InputError("a VP σ table needs at least 2 finite, positive, increasing values")
+        if (self.sigma_min, self.sigma_max) != (s[0], s[-1]):
+            raise InputError(f"sigma_min/sigma_max must be the table's ends {s[0]}, {s[-1]}; got "
+                             f"{self.sigma_min}, {self.sigma_max}")
+        super().__post_init__()
+        object.__setattr__(self, "_log_table", np.log(s))
+
+    @classmethod
+    def from_table(cls, sigmas, *, prediction: str = "epsilon", sigma_data: float = 0.5) -> VPPreconditioning:
+        sigmas = [float(s) for s in sigmas]
+        return cls(sigmas=tuple(sigmas), prediction=prediction, sigma_data=sigma_data, sigma_min=sigmas[0],
+                   sigma_max=sigmas[-1])
+
+    def c_in(self, sigma):
+        return 1.0 / (sigma**2 + 1) ** 0.5
+
+    def c_skip(self, sigma):  # `0 * sigma +` keeps σ's type (float, numpy or torch) for the constant cases
+        return {"epsilon": 0 * sigma + 1.0, "v_prediction": 1.0 / (sigma**2 + 1), "sample": 0 * sigma}[self.prediction]
+
+    def c_out(self, sigma):
+        if self.prediction == "epsilon":
+            return -sigma
+        return -sigma / (sigma**2 + 1) ** 0.5 if self.prediction == "v_prediction" else 0 * sigma + 1.0
+
+    def c_noise(self, sigma):
+        """The fractional training timestep whose table σ is `sigma` (float64 interpolation, clamped to the ends)."""
+        steps = np.arange(len(self.sigmas), dtype=np.float64)
+        if isinstance(sigma, float | int):
+            return float(np.interp(np.log(np.float64(sigma)), self._log_table, steps))
+        if hasattr(sigma, "detach"):  # torch: through numpy, back on the tensor's device and dtype
+            import torch
+
+            t = np.interp(np.log(sigma.detach().cpu().double().numpy()), self._log_table, steps)
+            return torch.as_tensor(t, dtype=sigma.dtype, device=sigma.device)
+        return np.interp(np.log(np.asarray(sigma, dtype=np.float64)), self._log_table, steps).astype(
+            np.asarray(sigma).dtype if np.asarray(sigma).dtype.kind == "f" else np.float64)
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["sigmas"] = list(self.sigmas)
+        return d
+
+    def table_sigma(self, t) -> float:
+        """σ at an integer training timestep t (what diffusers' schedulers step through)."""
+        return self.sigmas[int(t)]
+
+
+def precond_class(d) -> type[Preconditioning]:
+    """The dataclass a precond dict's `kind` names (EDM when it names none or an unknown one: that is reported
+    by `Preconditioning.from_dict`)."""
+    kinds = {"consistency": ConsistencyPreconditioning, "vp": VPPreconditioning}
+    return kinds.get(d.get("kind"), Preconditioning) if isinstance(d, dict) else Preconditioning
 
 
 def _log(sigma):

@@ -65,7 +65,7 @@ RANGES = {
     ("precond", "sigma_data"): _between(0.0, 1e4, lo_open=True),
     ("precond", "sigma_min"): _between(0.0, 1e4, lo_open=True),
     ("precond", "sigma_max"): _between(0.0, 1e6, lo_open=True),
-    ("precond", "kind"): _one_of("edm", "consistency"),
+    ("precond", "kind"): _one_of("edm", "consistency", "vp"),
     ("training", "steps"): _between(1, 10**9),
     ("training", "batch_size"): _between(1, 65536),
     ("training", "lr"): _between(0.0, 10.0, lo_open=True),

@@ -15,9 +15,12 @@ TOOLS = {"prune": "torch_pruning"}  # optional non-backend extras
 def describe(model: str) -> dict:
     """Params, GFLOPs per network call (batch 1) and weight file size of one model directory."""
     md = checkpoint.load(model, weights=False)
-    weights = md.path / checkpoint.WEIGHTS_FILE
+    weights = md.weights_file
     c = md.unet
-    return {
+    d = md.meta.get("diffusers")
+    source = (f"diffusers {d['pipeline'] or 'UNet2DModel folder'}, {d['scheduler']}"
+              f"{' (assumed)' if d['scheduler_assumed'] else ''}, {d['prediction_type']}") if d else "edgediff"
+    return {"source": source, "class_names": list(md.class_names),
         "name": md.meta.get("name", md.path.name), "path": str(md.path),
         "params": count_params(md.net), "gflops_per_step": flops_per_step(md.net, c) / 1e9,
         "resolution": c.resolution, "channels": c.in_channels, "classes": c.num_classes,
@@ -47,7 +50,9 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         w = f"{r['weights_mb']:.1f} MB" if r["weights_mb"] is not None else "untrained"
         lines.append(f"{r['name']:<14}{r['params'] / 1e6:>9.2f}M{r['gflops_per_step']:>13.3f}{r['resolution']:>6}"
-                     f"{r['classes']:>9}{w:>11}")
+                     f"{r['classes']:>9}{w:>11}  {r.get('source', '')}")
+        if r.get("class_names"):
+            lines.append(f"  classes: {', '.join(r['class_names'])}")
     for b in backend_rows():
         state = "installed" if b["installed"] else f'not installed (pip install "edgediff[{b["extra"]}]")'
         lines.append(f"backend {b['backend']:<11} {', '.join(b['precisions']):<40} {state}; runs here: "

@@ -33,10 +33,10 @@ NOT_RGB = ("FID-proxy measures 1×32×32 grayscale digits with the shipped digit
            "other image shapes (RGB, other sizes) yet")
 
 
-def check_measurable(shape: tuple[int, ...]) -> None:
+def check_measurable(shape: tuple[int, ...], *, instead: str = "drop --eval") -> None:
     """An InputError, before anything is sampled or written, when images of `shape` (C, H, W) cannot be measured."""
     if tuple(shape) != IMAGE_SHAPE:
-        raise InputError(f"this model makes {'×'.join(map(str, shape))} images; {NOT_RGB}: drop --eval")
+        raise InputError(f"this model makes {'×'.join(map(str, shape))} images; {NOT_RGB}: {instead}")
 
 
 class Classifier(nn.Module):

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgediff.converters.parity import ungated_note
 from edgediff.errors import InputError
 from edgediff.format.files import atomic_path, write_text
 from edgediff.measure.latency import FLOPS_PER_CYCLE, runtime_packages
@@ -165,7 +166,10 @@ def bench_markdown(table: list[dict], host: dict, peak: float | None) -> str:
     headers = ["model", "backend", "precision", "device", "batch", "threads", "load ms", "ms/step p50", "ms/step p90",
                "sampler", "image ms", "sampler %", "MB", "peak RSS MB", "parity dB", *(["FID-proxy"] if fid else []),
                "GFLOP/s", "speed-up/step", "speed-up/image"]
-    return markdown_table(headers, [_cells(r, fid) for r in table]) + "\n\n" + host_line(host, table, peak)
+    notes = [f"- {r.get('model') or '–'} on {r['backend']}: {n}" for r in table
+             if (n := ungated_note(r["precision"], r.get("parity_db")))]
+    notes_text = "\n".join(notes) + "\n\n" if notes else ""
+    return markdown_table(headers, [_cells(r, fid) for r in table]) + "\n\n" + notes_text + host_line(host, table, peak)
 
 
 def _cells(r: dict, fid: bool) -> list:

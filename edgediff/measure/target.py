@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgediff.converters import base
-from edgediff.format import artifact, model_dir
+from edgediff.format import artifact
 from edgediff.format.configs import UNetConfig
 from edgediff.measure.latency import cpu_seconds, host, measure, peak_rss_mb
 from edgediff.measure.record import Record
@@ -30,7 +30,7 @@ def describe(target) -> dict:
                 "batch": art.spec["x"][0][0], "model": artifact.model_name(art)}
     md = checkpoint.load(target, weights=False)
     return {"backend": "eager", "precision": "fp32", "path": str(md.path), "parity_db": None,
-            "size_mb": (md.path / model_dir.WEIGHTS_FILE).stat().st_size / 1e6, "config": md.unet.to_dict(),
+            "size_mb": md.weights_file.stat().st_size / 1e6, "config": md.unet.to_dict(),
             "batch": 1, "model": md.meta.get("name", md.path.name)}
 
 
@@ -40,6 +40,11 @@ def gflops_per_step(config: dict | None, batch: int) -> float | None:
         return None
     from edgediff.models.unet import UNet, flops_per_step
 
+    if "diffusers" in config:
+        from edgediff.models.diffusers import from_config
+
+        net = from_config(config)
+        return flops_per_step(net, net.config, batch=batch) / 1e9
     cfg = UNetConfig.from_dict(config)
     return flops_per_step(UNet(cfg).eval(), cfg, batch=batch) / 1e9
 

@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize
 
 from edgediff.errors import ModelFileError
+from edgediff.format import diffusers_dir
 from edgediff.format.configs import UNetConfig
 from edgediff.format.files import atomic_path, write_text
 from edgediff.format.model_dir import (
@@ -43,29 +44,38 @@ class ModelDir:
     """A loaded model directory: the network plus everything needed to sample from it."""
 
     path: Path
-    net: UNet
-    unet: UNetConfig
+    net: torch.nn.Module  # UNet, or models.diffusers.DiffusersUNet
+    unet: UNetConfig  # or models.diffusers.DiffusersConfig (the fields both have: resolution, in/out channels...)
     precond: Preconditioning
     meta: dict
+    weights_file: Path | None = None  # where the weights are, when not path/weights.safetensors (diffusers)
+
+    def __post_init__(self):
+        if self.weights_file is None:
+            object.__setattr__(self, "weights_file", self.path / WEIGHTS_FILE)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Names of the class labels 0..num_classes-1 (empty when the model does not know them)."""
+        names = self.meta.get("class_names") or ()
+        return tuple(str(n) for n in names) if len(names) == self.unet.num_classes else ()
+
+    @property
+    def is_diffusers(self) -> bool:
+        return self.precond.kind == "vp"
 
     @property
     def sampler_defaults(self) -> dict:
         return dict(self.meta.get("sampler_defaults", {"sampler": "dpmpp_2m", "steps": 10, "guidance": 1.0}))
 
 
-
-
-
-
-
-
-
-
-
-
 def load(model: str | os.PathLike, *, weights: bool = True) -> ModelDir:
     """Load a model directory ('default', a shipped name, or a path) into an eval-mode UNet."""
     path = resolve(model)
+    if diffusers_dir.is_diffusers(path):
+        from edgediff.models import diffusers
+
+        return diffusers.load_folder(path, weights=weights)
     meta = read_config(path)
     cfg = UNetConfig.from_dict(meta["unet"])
     net = UNet(cfg)
@@ -158,26 +168,4 @@ def write_tensors(file: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
     metadata = {**(metadata or {}), CHECKSUM_KEY: tensors_sha256(tensors)}
     with atomic_path(file) as tmp:
         tmp.write_bytes(serialize(tensors, metadata=metadata))
-
-
-
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------- training checkpoints
-
-
-
-
-
-
-
-
-
 

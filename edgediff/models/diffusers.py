@@ -1,80 +1,198 @@
-"""Bring your own model: a local diffusers `UNet2DModel` directory as an EDM network the host sampler can drive."""
+"""Bring your own model: a local diffusers pixel-space pipeline or `UNet2DModel` folder as a model directory.
+
+The UNet runs as it was trained (ε, v or x0 output, unconditional or class-conditional); the scheduler's ᾱ table
+becomes the VP preconditioning (Karras et al. 2022, Table 1) the one host sampler drives, so every verb that takes
+an edgediff model directory takes a diffusers folder too. Weights are read from safetensors only.
+"""
 
 from __future__ import annotations
 
 import json
-import math
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from edgediff.errors import InputError, ModelFileError, require
-from edgediff.format.precond import Preconditioning
+from edgediff.errors import EdgediffWarning, InputError, ModelFileError, require
+from edgediff.format import diffusers_dir
+from edgediff.format.configs import UNetConfig
+from edgediff.format.precond import PREDICTIONS, VPPreconditioning
+from edgediff.models.export_friendly import make_export_friendly
+
+# scheduler class → the host sampler that integrates the same ODE (DDIM = Euler in σ-space, Song et al. 2021)
+SCHEDULERS = {"DDIMScheduler": "euler", "EulerDiscreteScheduler": "euler", "HeunDiscreteScheduler": "heun",
+              "DPMSolverMultistepScheduler": "dpmpp_2m", "DDPMScheduler": "dpmpp_2m", "PNDMScheduler": "dpmpp_2m",
+              "EulerAncestralDiscreteScheduler": "euler", "DPMSolverSinglestepScheduler": "dpmpp_2m",
+              "UniPCMultistepScheduler": "dpmpp_2m", "LMSDiscreteScheduler": "dpmpp_2m",
+              "LCMScheduler": "dpmpp_2m"}
+DEFAULT_SCHEDULER = "DDPMScheduler"  # what diffusers' DDPMPipeline trains with; assumed (and said) when none is found
+STEPS = 20  # recommended steps: the scheduler's own timesteps at this count
+CLASS_EMBEDS = (None, "timestep")  # class_embed_type values that take integer class ids
 
 
-class VPEpsilonAsEDM(torch.nn.Module):
-    """An ε-prediction VP model (DDPM ᾱ schedule, Ho et al. 2020) as the EDM network F(c_in·x, c_noise(σ)).
+@dataclass(frozen=True, kw_only=True)
+class DiffusersConfig:
+    """What edgediff needs to know of a UNet2DModel (the fields its own UNetConfig shares) + the diffusers config."""
 
-    With σ = exp(4t) and x = x_in·√(σ²+σ_d²): D = x − σ·ε(x/√(σ²+1), t_DDPM(σ)) (Karras et al. 2022, Table 1),
-    and F = (D − c_skip·x)/c_out simplifies to (σ·x_in − ε·√(σ²+σ_d²))/σ_d (no division by a small c_out).
-    """
+    resolution: int
+    in_channels: int
+    out_channels: int
+    num_classes: int = 0
+    guidance_embed: bool = False
+    diffusers: dict = field(default_factory=dict)
 
-    def __init__(self, unet, alphas_cumprod, *, sigma_data: float = 0.5):
+    @property
+    def null_label(self) -> int:
+        return self.num_classes  # never drawn: a diffusers UNet is distilled without label dropout
+
+    def to_dict(self) -> dict:
+        return {"diffusers": dict(self.diffusers)}
+
+
+class DiffusersUNet(torch.nn.Module):
+    """A UNet2DModel behind the Runner signature (x, t[, label]) → its own output (ε, v or x0)."""
+
+    has_null_label = False  # its class ids are 0..num_class_embeds-1, with no "no label" class
+
+    def __init__(self, unet, config: DiffusersConfig):
         super().__init__()
-        self.unet, self.sigma_data = unet, sigma_data
-        ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
-        self.register_buffer("log_sigmas", ((1 - ac) / ac).sqrt().log().float(), persistent=False)
+        make_export_friendly(unet)
+        self.unet, self.config = unet, config
 
-    def timestep(self, log_sigma: torch.Tensor) -> torch.Tensor:
-        """The fractional DDPM timestep with this σ, by linear interpolation in log σ."""
-        n = self.log_sigmas.shape[0]
-        idx = (log_sigma[:, None] >= self.log_sigmas[None, :]).sum(1).clamp(1, n - 1) - 1
-        lo, hi = self.log_sigmas[idx], self.log_sigmas[idx + 1]
-        return idx.float() + ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
-
-    def forward(self, x_in, t, label=None):
-        log_sigma = 4 * t
-        sigma = log_sigma.exp()[:, None, None, None]
-        root = (sigma**2 + self.sigma_data**2).sqrt()
-        eps = self.unet(x_in * root / (sigma**2 + 1).sqrt(), self.timestep(log_sigma)).sample
-        return (sigma * x_in - eps * root) / self.sigma_data
-
-    def precond(self) -> Preconditioning:
-        """EDM preconditioning spanning exactly the σ range the DDPM schedule was trained on."""
-        lo, hi = self.log_sigmas.min().item(), self.log_sigmas.max().item()
-        return Preconditioning(sigma_data=self.sigma_data, sigma_min=math.exp(lo), sigma_max=math.exp(hi))
+    def forward(self, x, t, label=None):
+        return self.unet(x, t, class_labels=label if self.config.num_classes else None).sample
 
 
-def is_diffusers_dir(path) -> bool:
-    """A folder holding a diffusers UNet2DModel config (as written by `save_pretrained`)."""
-    try:
-        return json.loads((Path(path) / "config.json").read_text()).get("_class_name") == "UNet2DModel"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def load_diffusers(path) -> tuple[VPEpsilonAsEDM, dict]:
-    """Load a local UNet2DModel (safetensors only) + its DDPM schedule → (EDM network, description)."""
+def from_config(config: dict) -> DiffusersUNet:
+    """A random-weight network of the architecture an artifact records (`DiffusersConfig.to_dict()`)."""
     diffusers = require("diffusers", "diffusers")
-    path = Path(path)
-    if not (path / "diffusion_pytorch_model.safetensors").is_file():
-        raise ModelFileError(f"{path} has no diffusion_pytorch_model.safetensors; only safetensors weights are read")
+    unet = diffusers.UNet2DModel.from_config(config["diffusers"]).eval()
+    return DiffusersUNet(unet, _config(unet.config, Path("(artifact config)"))).eval()
+
+
+def student_config(teacher: DiffusersConfig) -> UNetConfig:
+    """An edgediff UNet of the teacher's shape (levels, widths, attention levels, classes) for distillation, with a
+    guidance input only where the teacher can be guided (never: diffusers UNets have no null class)."""
+    c = teacher.diffusers
+    widths = tuple(int(w) for w in c.get("block_out_channels", (32, 64, 64)))
+    attention = tuple(i for i, kind in enumerate(c.get("down_block_types", ())) if "Attn" in kind)
+    groups = int(c.get("norm_num_groups") or 8)
+    groups = groups if all(w % groups == 0 for w in widths) else 1
+    return UNetConfig(resolution=teacher.resolution, in_channels=teacher.in_channels,
+                      out_channels=teacher.in_channels, channels=widths, blocks_per_level=int(c.get("layers_per_block",
+                                                                                                   1)),
+                      attention_levels=attention or (len(widths) - 1,), groups=groups,
+                      num_classes=teacher.num_classes, guidance_embed=False)
+
+
+def load_folder(path, *, weights: bool = True):
+    """A diffusers folder → `checkpoint.ModelDir` (network, VP preconditioning, sampler defaults, provenance)."""
+    from edgediff.models.checkpoint import ModelDir
+
+    folder = diffusers_dir.locate(path)
+    diffusers = require("diffusers", "diffusers")
+    diffusers.utils.logging.set_verbosity_error()  # its loading chatter; our own notices say what matters
+    unet = _unet(diffusers, folder.unet, weights=weights)
+    config = _config(unet.config, folder.unet)
+    scheduler, assumed = _scheduler(diffusers, folder)
+    prediction = scheduler.config.get("prediction_type", "epsilon")
+    if prediction not in PREDICTIONS:
+        raise InputError(f"{folder.scheduler}: prediction_type {prediction!r} is not supported; expected one of "
+                         f"{PREDICTIONS}")
+    ac = scheduler.alphas_cumprod.double()
+    precond = VPPreconditioning.from_table(((1 - ac) / ac).sqrt().tolist(), prediction=prediction)
+    sampler_defaults = {"sampler": SCHEDULERS[type(scheduler).__name__], "steps": STEPS, "guidance": 1.0,
+                        "sigmas": scheduler_sigmas(scheduler, precond, STEPS)}
+    meta = {"name": Path(path).resolve().name, "sampler_defaults": sampler_defaults, "precond": precond.to_dict(),
+            "diffusers": {"pipeline": folder.pipeline, "unet": "UNet2DModel", "scheduler": type(scheduler).__name__,
+                          "scheduler_assumed": assumed, "prediction_type": prediction,
+                          "clip_sample": bool(scheduler.config.get("clip_sample", False))},
+            "class_names": list(_class_names(folder.unet, config.num_classes))}
+    if meta["diffusers"]["clip_sample"]:
+        _note(f"{folder.root}: the scheduler clips x0 to [-1, 1] (clip_sample); edgediff's samplers integrate the "
+              f"unclipped ODE, as diffusers does with clip_sample=False")
+    net = DiffusersUNet(unet, config).eval()
+    return ModelDir(folder.root, net, config, precond, meta, weights_file=folder.unet / diffusers_dir.WEIGHTS)
+
+
+def scheduler_sigmas(scheduler, precond: VPPreconditioning, steps: int) -> list[float]:
+    """The σ a diffusers scheduler visits at `steps` steps: its own `sigmas` where it has them (Euler, Heun, DPM
+    with Karras σ…), else the table σ of its timesteps (DDIM, DDPM, PNDM, LCM); then 0."""
+    scheduler.set_timesteps(steps)
+    own = getattr(scheduler, "sigmas", None)
+    if own is not None and len(own) == steps + 1:
+        out = [float(s) for s in own[:-1]]
+    else:
+        out = [precond.table_sigma(t) for t in scheduler.timesteps[:steps].tolist()]
+    return [*out, 0.0]
+
+
+def _unet(diffusers, path: Path, *, weights: bool):
     try:
-        unet = diffusers.UNet2DModel.from_pretrained(path, use_safetensors=True).eval()
-    except (OSError, ValueError, RuntimeError, KeyError) as e:
-        raise ModelFileError(f"{path}: unreadable diffusers UNet2DModel ({type(e).__name__}: {e})") from None
-    c = unet.config
-    if c.num_class_embeds or c.class_embed_type:
-        raise InputError(f"{path}: class-conditional UNet2DModels are not supported yet; expected an unconditional one")
-    if c.sample_size is None or isinstance(c.sample_size, list | tuple):
-        raise InputError(f"{path}: expected a square integer sample_size, got {c.sample_size!r}")
-    sched_dir = next((d for d in (path, path.parent / "scheduler") if (d / "scheduler_config.json").is_file()), None)
+        config = diffusers.UNet2DModel.load_config(path)
+        if not weights:
+            return diffusers.UNet2DModel.from_config(config).eval()
+        return diffusers.UNet2DModel.from_pretrained(path, use_safetensors=True, low_cpu_mem_usage=False).eval()
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
+        reason = (str(e).splitlines() or [""])[0][:200]
+        raise ModelFileError(f"{path}: unreadable diffusers UNet2DModel ({type(e).__name__}: {reason})") from None
+
+
+def _config(c, path: Path) -> DiffusersConfig:
+    if c.time_embedding_type != "positional":
+        raise InputError(f"{path}: time_embedding_type {c.time_embedding_type!r} (a VE / score-SDE model) is not "
+                         f"supported; expected 'positional' (DDPM-style VP models)")
+    size = c.sample_size
+    if isinstance(size, list | tuple):
+        size = size[0] if len(size) == 2 and size[0] == size[1] else None
+    if not isinstance(size, int) or size < 1:
+        raise InputError(f"{path}: sample_size {c.sample_size!r}; expected a square image size (an integer)")
+    if c.class_embed_type not in CLASS_EMBEDS:
+        raise InputError(f"{path}: class_embed_type {c.class_embed_type!r} takes vectors, not class ids; expected "
+                         f"one of {CLASS_EMBEDS} with num_class_embeds")
+    if c.class_embed_type == "timestep" and not c.num_class_embeds:
+        raise InputError(f"{path}: class_embed_type 'timestep' needs num_class_embeds to say how many classes there "
+                         f"are; expected an integer")
+    classes = int(c.num_class_embeds or 0)
+    return DiffusersConfig(resolution=size, in_channels=c.in_channels, out_channels=c.out_channels,
+                           num_classes=classes,
+                           diffusers=json.loads(json.dumps({k: v for k, v in dict(c).items() if not k.startswith("_")},
+                                                           default=str)))
+
+
+def _class_names(path: Path, classes: int) -> tuple[str, ...]:
+    """Class names from an `id2label` (as transformers writes it) in the UNet's config.json, if it has one."""
     try:
-        sched = (diffusers.DDPMScheduler.from_pretrained(sched_dir) if sched_dir else diffusers.DDPMScheduler())
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"{sched_dir}: unreadable scheduler_config.json ({e})") from None
-    if sched.config.prediction_type != "epsilon":
-        raise InputError(f"{path}: prediction_type {sched.config.prediction_type!r} is not supported; expected epsilon")
-    net = VPEpsilonAsEDM(unet, sched.alphas_cumprod).eval()
-    desc = {"name": path.name, "diffusers": "UNet2DModel", "channels": c.in_channels, "resolution": c.sample_size}
-    return net, desc
+        id2label = json.loads((path / diffusers_dir.CONFIG_FILE).read_text()).get("id2label") or {}
+        names = tuple(str(id2label[str(i)]) for i in range(classes))
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return ()
+    return names
+
+
+def _scheduler(diffusers, folder: diffusers_dir.DiffusersFolder):
+    """The folder's scheduler (class from its config), or diffusers' default DDPMScheduler with a notice."""
+    if folder.scheduler is None:
+        _note(f"{folder.root} has no scheduler_config.json (beside it or in ../scheduler): assumed diffusers' default "
+              f"{DEFAULT_SCHEDULER} (linear betas 1e-4..0.02, 1000 steps, epsilon); the artifact records it")
+        return getattr(diffusers, DEFAULT_SCHEDULER)(), True
+    file = folder.scheduler / diffusers_dir.SCHEDULER_FILE
+    name = diffusers_dir.read_json(file).get("_class_name")
+    if name not in SCHEDULERS:
+        raise InputError(f"{file}: scheduler {name!r} is not supported; expected one of {', '.join(SCHEDULERS)} "
+                         f"(VP schedules with a betas table)")
+    try:
+        return getattr(diffusers, name).from_pretrained(folder.scheduler), False
+    except (OSError, ValueError, TypeError, KeyError, NotImplementedError) as e:
+        raise ModelFileError(f"{file}: unreadable {name} config ({type(e).__name__}: {e})") from None
+
+
+def _note(message: str) -> None:
+    warnings.warn(message, EdgediffWarning, stacklevel=3)
+
+
+def describe(md) -> dict:
+    """The provenance an artifact of a diffusers model records (`source.model`)."""
+    return {"name": md.meta["name"], **md.meta["diffusers"], "channels": md.unet.in_channels,
+            "resolution": md.unet.resolution, "classes": md.unet.num_classes}

@@ -33,6 +33,9 @@ class EagerRunner:
                  w: np.ndarray | None = None) -> np.ndarray:
         x, t, label = check_runner_inputs(x, t, label, channels=self.channels, resolution=self.resolution,
                                           num_classes=self.num_classes)
+        if label is not None and not getattr(self.net, "has_null_label", True) and label.max() >= self.num_classes:
+            raise InputError(f"labels must lie in 0..{self.num_classes - 1} (this model has no 'no label' class); "
+                             f"got {label.max()}")
         guided = self.takes_guidance
         if w is not None and not guided:
             raise InputError("this model takes no guidance input w; guide it with two calls (classifier-free guidance)")

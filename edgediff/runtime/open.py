@@ -60,9 +60,12 @@ class Model:
         """Draw a full `Request` (its sampler and steps as given; guidance None = the model's recommendation).
 
         Guidance needs class labels: on an unconditional model a scale other than 1 is an InputError."""
-        if not self.num_classes and request.guidance not in (None, 1.0):
+        if request.guidance not in (None, 1.0) and not self.num_classes:
             raise InputError(f"{self.name} is unconditional: classifier-free guidance needs class labels; got "
                              f"guidance {request.guidance:g}, expected none (or 1)")
+        if request.guidance not in (None, 1.0) and not self.precond.has_null_label:
+            raise InputError(f"{self.name} has no 'no label' class to guide against (a diffusers class-conditional "
+                             f"UNet); got guidance {request.guidance:g}, expected none (or 1)")
         runner = self.runner if self.batch is None else static_batch(self.runner, self.batch)
         return generate(runner, self.precond, self.shape, with_defaults(request, self.sampler_defaults),
                         num_classes=self.num_classes, progress=progress)

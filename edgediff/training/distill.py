@@ -53,11 +53,12 @@ class DistillConfig:
         if self.method not in METHODS or not 0 <= self.top_fraction <= 1:
             raise InputError(f"need method in {METHODS} and 0 <= top_fraction <= 1; got {self}")
 
-    def trajectory_config(self, *, seed: int, label_dropout: float, bf16: bool):
-
+    def trajectory_config(self, *, seed: int, label_dropout: float, bf16: bool, guided: bool = True):
+        """The trajectory store this recipe needs; `guided=False` for a teacher without a null class (no CFG)."""
+        extra = {} if guided else {"guided_fraction": 0.0}
         return TrajectoryConfig(count=self.trajectories, levels=self.scales, substeps=self.substeps, rho=self.rho,
                                 w_min=self.w_min, w_max=self.w_max, label_dropout=label_dropout, seed=seed,
-                                bf16=bf16)
+                                bf16=bf16, **extra)
 
 
 def karras_grid(cfg: DistillConfig, precond: Preconditioning) -> torch.Tensor:
@@ -95,7 +96,7 @@ def pseudo_huber(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def cd_loss(teacher, teacher_precond: Preconditioning, cfg: DistillConfig, *, precision: str, null_label: int):
     """The consistency-distillation LossFn for `edgediff.training.loop.run` (batch.ema is the target network θ⁻)."""
-    student_precond = ConsistencyPreconditioning(**dataclasses.asdict(teacher_precond))
+    student_precond = ConsistencyPreconditioning(**teacher_precond.base_fields())
     grid, bf16 = karras_grid(cfg, teacher_precond), precision == "bf16"
 
     def loss(batch) -> torch.Tensor:
@@ -115,7 +116,7 @@ def cd_loss(teacher, teacher_precond: Preconditioning, cfg: DistillConfig, *, pr
 
 def trajectory_loss(store, teacher_precond: Preconditioning, cfg: DistillConfig, *, precision: str):
     """The trajectory-distillation LossFn: pseudo-Huber(f_θ(x_traj(σ_j), σ_j, label, w), x_traj(0))."""
-    student_precond = ConsistencyPreconditioning(**dataclasses.asdict(teacher_precond))
+    student_precond = ConsistencyPreconditioning(**teacher_precond.base_fields())
     bf16 = precision == "bf16"
 
     def loss(batch) -> torch.Tensor:
@@ -139,14 +140,24 @@ def distill(model, out: Path, *, config: DistillConfig = DistillConfig(), steps:
     """
 
     teacher = checkpoint.load(model)
-    if teacher.unet.guidance_embed or teacher.precond.kind != "edm":
-        raise InputError(f"{model} is already a consistency student; distil from an EDM teacher")
-    cfg = train.TrainConfig(**{**teacher.meta.get("training", {}), "steps": steps, "batch_size": batch_size,
+    if teacher.unet.guidance_embed or teacher.precond.kind not in ("edm", "vp"):
+        raise InputError(f"{model} is already a consistency student; distil from an EDM or diffusers teacher")
+    if teacher.is_diffusers and config.method != "trajectory":
+        raise InputError(f"{model} is a diffusers model: distil it with --method trajectory (data-free, the student "
+                         f"learns the teacher's own ODE trajectories); 'cd' needs the teacher's training images")
+    training = {} if teacher.is_diffusers else teacher.meta.get("training", {})
+    cfg = train.TrainConfig(**{**training, "steps": steps, "batch_size": batch_size,
                                "lr": lr, "warmup_steps": 100, "checkpoint_every": max(1, min(100, steps)),
+                               **({"label_dropout": 0.0} if not teacher.precond.has_null_label else {}),
                                **{k: v for k, v in train_overrides.items() if v is not None}})
     torch.manual_seed(cfg.seed)  # the fresh w-embedding's initialisation is part of the recipe
-    student = UNet(teacher.unet.replace(guidance_embed=True))
-    student.load_state_dict(teacher.net.state_dict(), strict=False)  # w_mlp starts at zero: f ≈ teacher's D
+    if teacher.is_diffusers:  # a student of edgediff's own family, the teacher's shape, trained from scratch
+        from edgediff.models.diffusers import student_config
+
+        student = UNet(student_config(teacher.unet))
+    else:
+        student = UNet(teacher.unet.replace(guidance_embed=True))
+        student.load_state_dict(teacher.net.state_dict(), strict=False)  # w_mlp starts at zero: f ≈ teacher's D
     init_name = None
     if init is not None:
         start = checkpoint.load(init)
@@ -154,23 +165,33 @@ def distill(model, out: Path, *, config: DistillConfig = DistillConfig(), steps:
             raise InputError(f"--init {init} is not a consistency student of {model}'s architecture")
         student.load_state_dict(start.net.state_dict())
         init_name = start.meta.get("name", str(init))
-    precond = ConsistencyPreconditioning(**dataclasses.asdict(teacher.precond))
-    meta = {"name": Path(out).name, "precond": precond.to_dict(), "data": cfg.data,
+    precond = ConsistencyPreconditioning(**teacher.precond.base_fields())
+    data_name = f"trajectories of {teacher.meta.get('name', model)}" if teacher.is_diffusers else cfg.data
+    meta = {"name": Path(out).name, "precond": precond.to_dict(), "data": data_name,
+            **({"class_names": list(teacher.class_names)} if teacher.class_names else {}),
             "training": dataclasses.asdict(cfg), "distillation": {**dataclasses.asdict(config),
                                                                   "teacher": teacher.meta.get("name", str(model)),
                                                                   "target_ema": target_ema,
                                                                   "init": init_name},
             "sampler_defaults": {"sampler": "consistency", "steps": 2, "guidance": 1.0}}
-    data = datasets.load(cfg.data, resolution=teacher.unet.resolution, channels=teacher.unet.in_channels)
     teacher.net.eval().requires_grad_(False)
     if config.method == "trajectory":
         from edgediff.training import trajectories
 
-        tcfg = config.trajectory_config(seed=cfg.seed, label_dropout=cfg.label_dropout, bf16=cfg.precision == "bf16")
+        tcfg = config.trajectory_config(seed=cfg.seed, label_dropout=cfg.label_dropout, bf16=cfg.precision == "bf16",
+                                        guided=teacher.precond.has_null_label and teacher.unet.num_classes > 0)
         store = trajectories.generate(teacher, Path(out) / "trajectories", tcfg, progress=progress)
         loss = trajectory_loss(store, teacher.precond, config, precision=cfg.precision)
+        data = (datasets.ImageData(store.x0.float().numpy(), store.label.numpy(), teacher.class_names or ("",) *
+                                   teacher.unet.num_classes) if teacher.is_diffusers else _data(cfg, teacher))
     else:
+        data = _data(cfg, teacher)
         loss = cd_loss(teacher.net, teacher.precond, config, precision=cfg.precision,
                        null_label=teacher.unet.null_label)
     return train.run(student.train(), cfg, Path(out), data=data, loss=loss, meta=meta, resume=resume,
                      progress=progress, device=device, ema_decay=target_ema)
+
+
+def _data(cfg, teacher) -> datasets.ImageData:
+    """The teacher's training images (what consistency distillation noises)."""
+    return datasets.load(cfg.data, resolution=teacher.unet.resolution, channels=teacher.unet.in_channels)

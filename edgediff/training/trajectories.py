@@ -103,7 +103,7 @@ def _solve_chunk(teacher, cfg: TrajectoryConfig, index: int, n: int) -> dict[str
     p, u = teacher.precond, teacher.unet
     guided = torch.rand(n, generator=gen) < cfg.guided_fraction
     w = torch.where(guided, cfg.w_min + (cfg.w_max - cfg.w_min) * torch.rand(n, generator=gen), torch.ones(n))
-    label = torch.randint(u.num_classes, (n,), generator=gen)
+    label = torch.randint(max(u.num_classes, 1), (n,), generator=gen)  # all 0 (ignored) for unconditional
     label[torch.rand(n, generator=gen) < cfg.label_dropout] = u.null_label
     x = torch.randn(n, u.in_channels, u.resolution, u.resolution, generator=gen) * p.sigma_max
     fine = karras_sigmas((cfg.levels - 1) * cfg.substeps + 1, sigma_min=p.sigma_min, sigma_max=p.sigma_max,

@@ -11,9 +11,16 @@ from edgediff.format.precond import Preconditioning
 from edgediff.sampling.schedules import schedule
 
 NOTEBOOK = "notebooks/03_mobile_export.ipynb"  # shows the same loop end to end (Core ML / ExecuTorch)
+EDM_INPUT = "c_in(σ) = 1 / √(σ² + σ_d²), c_noise(σ) = ln(σ) / 4"
+VP_INPUT = ("c_in(σ) = 1 / √(σ² + 1), c_noise(σ) = the fractional training step t whose σ_t is σ (linear in ln σ "
+            "between entries of artifact.json's precond.sigmas, σ_t = √((1 − ᾱ_t)/ᾱ_t))")
 FORMULAS = {
-    "edm": ["c_skip(σ) = σ_d² / (σ² + σ_d²)", "c_out(σ) = σ·σ_d / √(σ² + σ_d²)"],
-    "consistency": ["c_skip(σ) = σ_d² / ((σ − σ_min)² + σ_d²)", "c_out(σ) = (σ − σ_min)·σ_d / √(σ² + σ_d²)"],
+    "edm": ["c_skip(σ) = σ_d² / (σ² + σ_d²)", "c_out(σ) = σ·σ_d / √(σ² + σ_d²)", EDM_INPUT],
+    "consistency": ["c_skip(σ) = σ_d² / ((σ − σ_min)² + σ_d²)", "c_out(σ) = (σ − σ_min)·σ_d / √(σ² + σ_d²)",
+                    EDM_INPUT],
+    "vp-epsilon": ["F is ε: c_skip(σ) = 1, c_out(σ) = −σ", VP_INPUT],
+    "vp-v_prediction": ["F is v: c_skip(σ) = 1 / (σ² + 1), c_out(σ) = −σ / √(σ² + 1)", VP_INPUT],
+    "vp-sample": ["F is x0: c_skip(σ) = 0, c_out(σ) = 1", VP_INPUT],
 }
 UPDATES = {
     "consistency": "x0 = D(x, σ_i); x = x0 + √(σ_{i+1}² − σ_min²)·z with fresh z ~ N(0, 1) while σ_{i+1} > 0, "
@@ -43,8 +50,7 @@ def in_an_app(art: Artifact) -> list[str]:
              + (", `w` = guidance scale (1 = none): one call per step however strong" if "w" in art.spec else ""),
              f"- denoised image D(x, σ) = c_skip(σ)·x + c_out(σ)·F, with σ_d = {p.sigma_data}, "
              f"σ_min = {p.sigma_min:g}, σ_max = {p.sigma_max:g} ({p.kind} preconditioning):",
-             *[f"  - {f}" for f in FORMULAS[p.kind]],
-             "  - c_in(σ) = 1 / √(σ² + σ_d²), c_noise(σ) = ln(σ) / 4",
+             *[f"  - {f}" for f in FORMULAS[p.kind if p.kind != "vp" else f"vp-{p.prediction}"]],
              f"- recommended sampler: {sampler} × {steps} steps, guidance {d.get('guidance', 1.0)}; start from "
              f"x = σ_0·z, z ~ N(0, 1) of shape {list(art.spec['x'][0])}",
              f"- update per step: {UPDATES.get(sampler, 'see edgediff/sampling/samplers.py')}", "",

@@ -19,7 +19,7 @@ from pathlib import Path
 from edgediff.converters import base
 from edgediff.converters.convert import convert_model
 from edgediff.errors import InputError, MissingDependencyError
-from edgediff.format import artifact, model_dir
+from edgediff.format import artifact, diffusers_dir, model_dir
 from edgediff.format import images as images_io
 from edgediff.format.files import write_text
 from edgediff.measure import bench
@@ -202,6 +202,8 @@ def _key(*parts) -> str:
             x = str(checkpoint.resolve(x))
         if (Path(x) / checkpoint.WEIGHTS_FILE).is_file():
             return artifact.file_sha256(Path(x) / checkpoint.WEIGHTS_FILE)
+        if diffusers_dir.is_diffusers(x):  # a diffusers folder counts by its UNet weights (+ where they are)
+            return artifact.file_sha256(diffusers_dir.locate(x).unet / diffusers_dir.WEIGHTS)
         if (Path(x) / artifact.ARTIFACT_FILE).is_file():
             return artifact.file_sha256(Path(x) / artifact.ARTIFACT_FILE)
         return x
