@@ -42,13 +42,14 @@ def load(model, *, backend: str = "auto", device: str | None = None, threads: in
     return open_model(model, backend=backend, device=device, threads=threads, **options)
 
 
-def save(path, images, labels=None):
-    """Write images as a `.png` grid (one row per label) or a `.npy` array (+ `.labels.npy`), atomically."""
+def save(path, images, labels=None, *, class_names=()):
+    """Write images as a `.png` grid (one row per label, named by `class_names` when given) or a `.npy` array
+    (+ `.labels.npy`), atomically."""
     from pathlib import Path
 
     from edgediff.format.images import save as save_images
 
-    return save_images(Path(path), images, labels)
+    return save_images(Path(path), images, labels, class_names=class_names)
 
 
 def bench(targets, *, out, device: str | None = None, threads: int | None = None, warmup: int = 3, iters: int = 20,

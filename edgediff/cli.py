@@ -122,7 +122,7 @@ def _sample(a):
 
         check_measurable(model.shape)  # before sampling: nothing is written when --eval cannot run
     images, labels = model.sample(request, progress=not a.quiet)
-    edgediff.save(a.out, images, labels)
+    edgediff.save(a.out, images, labels, class_names=model.class_names)
     print(f"wrote {len(images)} images to {a.out}")
     if a.eval:
         _print_eval(images, labels, as_json=False)
@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("torchao").setLevel(logging.ERROR)  # optional-kernel notices on import are not ours to show
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's Enum registrations (via diffusers)
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # backends' deprecation notices, not the user's

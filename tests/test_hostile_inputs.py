@@ -1087,6 +1087,100 @@ def test_hostile_cli_arguments(cli_res, res, tmp_path, monkeypatch, name, argv):
     assert_confined(before, snapshot(tmp_path, res, Path(cli_res["res"])), allowed=(work / "out",))
 
 
+# ------------------------------------------------------------------------------------ diffusers folders (#16)
+# Real users' diffusers folders are the most common bad input: every shape edgediff does not read is one line
+# saying what it does read, for every verb that takes a model.
+DIFFUSERS_VERBS = {
+    "convert": ["convert", "--model", "{m}", "--backend", "openvino", "--out", "out/c"],
+    "sample": ["sample", "--model", "{m}", "--n", "1", "--steps", "1", "--quiet", "--out", "out/s.npy"],
+    "info": ["info", "--model", "{m}"],
+    "bench": ["bench", "{m}", "--out", "out/b", "--quiet", "--in-process"],
+    "distill": ["distill", "--model", "{m}", "--out", "out/d", "--steps", "1", "--quiet"],
+    "prune": ["prune", "--model", "{m}", "--out", "out/p", "--steps", "0", "--quiet"],
+}
+DIFFUSERS_FOLDERS = ("sd_pipeline", "ldm_pipeline", "dit_pipeline", "index_no_unet_files", "index_not_json",
+                     "index_list", "autoencoder", "scheduler_only", "pickle_weights", "truncated_weights",
+                     "ve_scheduler", "unknown_prediction", "identity_class_embed", "fourier_time", "non_square",
+                     "scheduler_not_json", "empty_dir_with_index")
+
+
+def _diffusers_cases() -> list:
+    cases = [pytest.param(f, v, id=f"{f}-{v}") for f in DIFFUSERS_FOLDERS for v in ("convert", "sample", "info")
+             if (f, v) != ("truncated_weights", "info")]  # info reads the configs only, like a model dir's
+    cases += [pytest.param(f, v, id=f"{f}-{v}") for f in ("sd_pipeline", "pickle_weights", "unknown_prediction")
+              for v in ("bench", "distill")]
+    cases += [pytest.param("valid_unet", "prune", id="valid_unet-prune")]  # prune takes edgediff UNets only
+    return _cases("diffusers", cases)
+
+
+@pytest.fixture(scope="module")
+def diffusers_folders(tmp_path_factory) -> Path:
+    """Each folder of DIFFUSERS_FOLDERS, built from one tiny random-weight UNet2DModel (+ scheduler) and broken."""
+    diffusers = pytest.importorskip("diffusers")
+    root = tmp_path_factory.mktemp("diffusers")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
+                                 block_out_channels=(8, 16), norm_num_groups=4,
+                                 down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    good = root / "good"
+    diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(good)
+    shutil.copytree(good / "unet", root / "valid_unet")
+
+    def pipe(name, **index):
+        p = root / name
+        shutil.copytree(good, p)
+        data = json.loads((p / "model_index.json").read_text())
+        (p / "model_index.json").write_text(json.dumps({**data, **index}))
+        return p
+
+    def edit_json(file: Path, **changes):
+        file.write_text(json.dumps({**json.loads(file.read_text()), **changes}))
+
+    pipe("sd_pipeline", _class_name="StableDiffusionPipeline", unet=["diffusers", "UNet2DConditionModel"],
+         vae=["diffusers", "AutoencoderKL"], text_encoder=["transformers", "CLIPTextModel"])
+    pipe("ldm_pipeline", _class_name="LDMPipeline", vqvae=["diffusers", "VQModel"])
+    pipe("dit_pipeline", _class_name="DiTPipeline", unet=None, transformer=["diffusers", "DiTTransformer2DModel"])
+    shutil.rmtree(pipe("index_no_unet_files") / "unet")
+    (pipe("index_not_json") / "model_index.json").write_text("{not json")
+    (pipe("index_list") / "model_index.json").write_text("[]")
+    (root / "autoencoder").mkdir()
+    (root / "autoencoder" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL"}))
+    shutil.copytree(good / "scheduler", root / "scheduler_only")
+    p = shutil.copytree(good / "unet", root / "pickle_weights")
+    (p / "diffusion_pytorch_model.safetensors").unlink()
+    (p / "diffusion_pytorch_model.bin").write_bytes(PICKLE)
+    p = shutil.copytree(good / "unet", root / "truncated_weights")
+    w = p / "diffusion_pytorch_model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    edit_json(pipe("ve_scheduler", scheduler=["diffusers", "ScoreSdeVeScheduler"]) / "scheduler" /
+              "scheduler_config.json", _class_name="ScoreSdeVeScheduler")
+    edit_json(pipe("unknown_prediction") / "scheduler" / "scheduler_config.json", prediction_type="flow")
+    edit_json(pipe("identity_class_embed") / "unet" / "config.json", class_embed_type="identity")
+    edit_json(pipe("fourier_time") / "unet" / "config.json", time_embedding_type="fourier")
+    edit_json(pipe("non_square") / "unet" / "config.json", sample_size=[8, 16])
+    (pipe("scheduler_not_json") / "scheduler" / "scheduler_config.json").write_text("\x80\x04")
+    (root / "empty_dir_with_index").mkdir()
+    (root / "empty_dir_with_index" / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline"}))
+    return root
+
+
+@pytest.mark.parametrize("folder, verb", _diffusers_cases())
+def test_hostile_diffusers_folders(diffusers_folders, tmp_path, monkeypatch, folder, verb):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = [a.format(m=str(diffusers_folders / folder)) for a in DIFFUSERS_VERBS[verb]]
+    before = snapshot(diffusers_folders)
+    COUNTS["diffusers"] += 1
+    code, stderr = run_cli(argv)
+    lines = [ln for ln in stderr.strip().splitlines() if not ln.startswith("edgediff") or "error" in ln]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in stderr, (code, stderr[-2000:])
+    assert lines[0].startswith(f"edgediff {verb}: error: "), lines
+    assert "expected" in lines[0] or "supported" in lines[0] or "only" in lines[0], lines[0]
+    assert_confined(before, snapshot(diffusers_folders))
+    assert not (work / "out").exists() or not any((work / "out").rglob("*.json")), "a half-written artifact"
+
+
 # ------------------------------------------------------------------------------------------------- the count
 
 

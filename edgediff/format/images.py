@@ -19,19 +19,47 @@ def check_path(path: Path) -> Path:
     return path
 
 
-def save(path: Path, images: np.ndarray, labels: np.ndarray | None) -> Path:
-    """`.npy`: the raw float32 array (+ `<name>.labels.npy`); `.png`: a grid, one row per label if labelled."""
+def save(path: Path, images: np.ndarray, labels: np.ndarray | None, *, class_names=()) -> Path:
+    """`.npy`: the raw float32 array (+ `<name>.labels.npy`); `.png`: a grid, one row per label if labelled, each
+    row headed by its class name when `class_names` are given."""
     path = check_path(path)
     with atomic_path(path) as tmp:
         if path.suffix == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, images)
+        elif class_names and labels is not None:
+            _save_named_rows(tmp, images, labels, tuple(class_names))
         else:
             _save_grid(tmp, images)
     if path.suffix == ".npy" and labels is not None:
         with atomic_path(path.with_suffix(".labels.npy")) as tmp, open(tmp, "wb") as f:
             np.save(f, labels)
     return path
+
+
+def _save_named_rows(file: Path, images: np.ndarray, labels: np.ndarray, names: tuple[str, ...], *,
+                     scale: int = 2) -> None:
+    """One row per label (in order of first appearance), its class name written in a left margin."""
+    from PIL import Image, ImageDraw
+
+    order = list(dict.fromkeys(int(v) for v in labels))
+    rows = [images[labels == lab] for lab in order]
+    n, c, h, w = images.shape
+    cols = max(len(r) for r in rows)
+    text = [names[lab] if 0 <= lab < len(names) else str(lab) for lab in order]
+    margin = 6 * max(len(t) for t in text) // scale + 4
+    grid = np.ones((len(rows) * (h + 1) + 1, margin + cols * (w + 1) + 1, 3), np.float32)
+    for r, row in enumerate(rows):
+        for q, img in enumerate(np.clip((row + 1) / 2, 0, 1)):
+            tile = img.transpose(1, 2, 0)
+            grid[1 + r * (h + 1):1 + r * (h + 1) + h, margin + 1 + q * (w + 1):margin + 1 + q * (w + 1) + w] = \
+                tile if c == 3 else np.repeat(tile[..., :1], 3, axis=2)
+    im = Image.fromarray((grid * 255).round().astype(np.uint8))
+    im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(im)
+    for r, t in enumerate(text):
+        draw.text((2, (1 + r * (h + 1)) * scale + max(0, h * scale // 2 - 5)), t, fill=(0, 0, 0))
+    im.save(file, format="PNG")
 
 
 def _save_grid(file: Path, images: np.ndarray, *, scale: int = 2) -> None:

@@ -57,7 +57,7 @@ def tune_sigmas(model, *, steps: int = 2, n: int = 1000, grid: int = 10, refine:
     runner, c = eager.load(md), md.unet
     shape = (c.in_channels, c.resolution, c.resolution)
     metrics.check_measurable(shape, instead="tune-schedule scores σ schedules by it, so it cannot tune this "
-                             "model; pass --sigmas to sample instead")  # the search scores FID-proxy: refuse shapes it cannot measure before searching
+                             "model; pass --sigmas to sample instead")  # before searching
     guidance = float(md.sampler_defaults.get("guidance", 1.0))
     start = tuple(schedule(sampler, steps, sigma_min=md.precond.sigma_min, sigma_max=md.precond.sigma_max))
     tried: list = []

@@ -135,8 +135,9 @@ def _unet(diffusers, path: Path, *, weights: bool):
             return diffusers.UNet2DModel.from_config(config).eval()
         return diffusers.UNet2DModel.from_pretrained(path, use_safetensors=True, low_cpu_mem_usage=False).eval()
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
-        reason = (str(e).splitlines() or [""])[0][:200]
-        raise ModelFileError(f"{path}: unreadable diffusers UNet2DModel ({type(e).__name__}: {reason})") from None
+        reason = (str(e).splitlines() or [""])[0][:160]
+        raise ModelFileError(f"{path}: unreadable diffusers UNet2DModel ({type(e).__name__}: {reason}); expected a "
+                             f"complete folder as save_pretrained writes it") from None
 
 
 def _config(c, path: Path) -> DiffusersConfig:

@@ -35,6 +35,7 @@ class Model:
     num_classes: int
     sampler_defaults: dict  # the recommended sampler, steps, guidance (and tuned σ)
     artifact: Artifact | None = None  # None for a model directory (eager)
+    class_names: tuple[str, ...] = ()  # names of labels 0..num_classes-1, where the model knows them
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -92,7 +93,8 @@ def open_model(target, *, backend: str = "auto", device: str | None = None, thre
         return Model(name=artifact.model_name(art), path=art.path, backend=art.backend, precision=art.precision,
                      device=device or be.default_device, runner=runner, spec=art.spec,
                      precond=Preconditioning.from_dict(art.precond), num_classes=art.num_classes,
-                     sampler_defaults=dict(art.sampler_defaults), artifact=art)
+                     sampler_defaults=dict(art.sampler_defaults), artifact=art,
+                     class_names=tuple(art.source.get("class_names") or ()))
     if backend not in ("auto", "eager"):
         raise InputError(f"{target} is a model directory: sample it with backend 'eager', or convert it first "
                          f"(`edgediff convert --backend {backend}`) and pass the artifact directory")
@@ -103,7 +105,7 @@ def open_model(target, *, backend: str = "auto", device: str | None = None, thre
                      label_dtype="int64", guidance_input=c.guidance_embed)
     return Model(name=md.meta.get("name", md.path.name), path=md.path, backend="eager", precision="fp32",
                  device="CPU", runner=runner, spec=spec, precond=md.precond, num_classes=c.num_classes,
-                 sampler_defaults=md.sampler_defaults)
+                 sampler_defaults=md.sampler_defaults, class_names=md.class_names)
 
 
 def from_model(model, *, backend: str = "auto", request: Request, progress: bool = False,

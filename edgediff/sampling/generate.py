@@ -75,6 +75,8 @@ def with_defaults(request: Request, defaults: dict) -> Request:
 def recommended(defaults: dict, **overrides) -> Request:
     """The Request a model recommends (sampler, steps, guidance, tuned σ) with `overrides` (n, seed, batch_size)."""
     keep = {k: defaults[k] for k in ("sampler", "steps", "guidance", "sigmas") if defaults.get(k) is not None}
+    if any(overrides.get(k, keep.get(k)) != keep.get(k) for k in ("sampler", "steps")):
+        keep.pop("sigmas", None)  # a tuned schedule belongs to the recommended sampler and step count only
     return Request(**{**keep, **overrides})
 
 

@@ -131,3 +131,37 @@ def _folder(path: Path, resolution: int, channels: int) -> ImageData:
         raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}")
     classes = tuple(name for name, _ in groups) if subdirs else ()
     return ImageData(np.stack(images).astype(np.float32), np.asarray(labels, np.int64), classes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FolderShape:
+    """What an image folder holds: channels (1 if every image is grayscale, else 3), the images' square size (None
+    when they differ or are not square) and the class names (its subfolders; () for a flat folder)."""
+
+    channels: int
+    size: int | None
+    classes: tuple[str, ...]
+
+
+def inspect_folder(path) -> FolderShape:
+    """Channels, size and classes of an image folder, read from the image headers (pixels are not decoded)."""
+    from PIL import Image
+
+    path = Path(path)
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir())
+    files = [f for d in (subdirs or [path]) for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}")
+    modes, sizes = set(), set()
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                modes.add(im.mode)
+                sizes.add(im.size)
+        except OSError as e:
+            raise InputError(f"{f} is not a readable image ({e}); expected one of "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES))}") from None
+    gray = modes <= {"1", "L", "I", "I;16", "F"}
+    size = next(iter(sizes))[0] if len(sizes) == 1 and len({*next(iter(sizes))}) == 1 else None
+    return FolderShape(channels=1 if gray else 3, size=size, classes=tuple(d.name for d in subdirs))
+

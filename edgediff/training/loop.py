@@ -216,8 +216,37 @@ def fit_model_config(meta: dict, out: Path, *, resume: bool = True, progress: bo
         cfg = TrainConfig(**{**meta.get("training", {}), **{k: v for k, v in overrides.items() if v is not None}})
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"invalid model config: {e}") from None
-    data = datasets.load(cfg.data, resolution=model.resolution, channels=model.in_channels)
     keep = {k: meta[k] for k in ("sampler_defaults",) if k in meta}
+    name = meta.get("name", Path(out).name)
+    if Path(cfg.data).is_dir():
+        model, classes = fit_to_folder(model, cfg.data)
+        keep["class_names"] = list(classes)
+        if cfg.data != meta.get("training", {}).get("data"):
+            name = Path(out).name  # not the config's model: trained on other data
+    data = datasets.load(cfg.data, resolution=model.resolution, channels=model.in_channels)
     precond = Preconditioning.from_dict(meta.get("precond", {}))
-    return fit(model, cfg, out, data=data, name=meta.get("name", Path(out).name), precond=precond,
+    return fit(model, cfg, out, data=data, name=name, precond=precond,
                resume=resume, progress=progress, device=device, extra_meta=keep)
+
+
+def fit_to_folder(model: UNetConfig, folder) -> tuple[UNetConfig, tuple[str, ...]]:
+    """The config adapted to an image folder's channels, classes and (when it fits the UNet's levels) image size,
+    with a one-line notice of what changed; and the folder's class names."""
+    shape = datasets.inspect_folder(folder)
+    changes = {}
+    if shape.channels != model.in_channels:
+        changes.update(in_channels=shape.channels, out_channels=shape.channels)
+    if len(shape.classes) != model.num_classes:
+        changes["num_classes"] = len(shape.classes)
+    if shape.size and shape.size != model.resolution and shape.size % 2 ** (len(model.channels) - 1) == 0 \
+            and 8 <= shape.size <= 256:
+        changes["resolution"] = shape.size
+    if changes:
+        import warnings
+
+        from edgediff.errors import EdgediffWarning
+
+        said = ", ".join(f"{k} {getattr(model, k)} → {v}" for k, v in changes.items() if k != "out_channels")
+        warnings.warn(f"the config is adapted to the images in {folder}: {said}", EdgediffWarning, stacklevel=3)
+    return model.replace(**changes), shape.classes
+

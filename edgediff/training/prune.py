@@ -162,8 +162,8 @@ def recover(model, out: Path, *, prune_config: PruneConfig = PruneConfig(), step
 
     teacher = checkpoint.load(model)
     if teacher.is_diffusers:
-        raise InputError(f"{model} is a diffusers UNet2DModel: prune works on edgediff UNets; distil it into one "
-                         f"first (`edgediff distill --model {model} --out student`) and prune the student")
+        raise InputError(f"prune expects an edgediff model directory; {model} is a diffusers UNet2DModel: distil it "
+                         f"into one first (`edgediff distill --model {model} --out student`) and prune the student")
     cfg = train.TrainConfig(**{**teacher.meta.get("training", {}), "steps": max(1, steps), "lr": lr,
                                "warmup_steps": 100,
                                "checkpoint_every": max(1, min(100, steps)),
