@@ -9,6 +9,7 @@ Before lowering for XNNPACK the captured graph is rewritten with exact, numerica
 from __future__ import annotations
 
 import operator
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str, calibration=
             from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
             ep = constant_prop_pass(ep)
-    edge = exir.to_edge_transform_and_lower(ep, partitioner=[_partitioner(delegate)])
+    with warnings.catch_warnings():  # folded constants of parameters: "requires gradient" notices, per constant
+        warnings.filterwarnings("ignore", message="A model attribute `_prop_tensor_constant")
+        edge = exir.to_edge_transform_and_lower(ep, partitioner=[_partitioner(delegate)])
     coverage = op_coverage(edge.exported_program().graph_module)
     coverage["delegate"] = delegate
     if calibration is not None:

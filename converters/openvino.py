@@ -7,6 +7,7 @@ runtime for bf16 inference (the CPU plugin's own default here, which is why f32 
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,8 @@ def _lower(net, header: artifact.Header, tmp: Path, calibration=None) -> tuple[s
     import torch
 
     ov = require("openvino", "openvino")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():  # diffusers' shape checks: TracerWarnings, static shapes
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         model = ov.convert_model(net.eval(), example_input=build.example_inputs(header.spec))
     model.reshape({model.inputs[i]: list(shape) for i, (shape, _) in enumerate(header.spec.values())})
     coverage = {"inference_precision": HINTS[header.precision],
