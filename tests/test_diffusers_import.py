@@ -105,8 +105,8 @@ def test_eager_sampler_equals_diffusers_ddim_pipeline_itself(folders):
 CELLS = [(k, w, b, q) for k in KINDS for w in ("pipeline", "bare unet")
          for b, q in (("executorch", "fp32"), ("openvino", "fp32"), ("coreml", "fp32"), ("executorch", "int8"),
                       ("openvino", "int8"), ("coreml", "w8"))]
-DEFAULT = {(("class", "epsilon"), "pipeline", "executorch", "fp32"), (("class", "epsilon"), "pipeline", "executorch",
-                                                                      "int8"),
+DEFAULT = {(("class", "epsilon"), "pipeline", "executorch", "fp32"),
+           (("class", "epsilon"), "pipeline", "executorch", "int8"),
            (("uncond", "v_prediction"), "bare unet", "openvino", "fp32"),
            (("uncond", "epsilon"), "bare unet", "openvino", "int8"),
            (("class", "v_prediction"), "pipeline", "coreml", "fp32")}
@@ -256,3 +256,13 @@ def test_eval_refuses_rgb_before_writing_anything(folders, tmp_path):
     assert not out.exists()
     np.save(tmp_path / "rgb.npy", np.zeros((4, 3, 16, 16), np.float32))
     assert_one_line_error(run("eval", "--samples", str(tmp_path / "rgb.npy")), "RGB")
+
+
+def test_pipeline_runs_the_whole_job_on_a_diffusers_folder(folders, tmp_path):
+    pytest.importorskip("openvino")
+    out = tmp_path / "job"
+    res = run("pipeline", "--model", str(folders["uncond", "v_prediction"]), "--targets", "openvino-fp32",
+              "--n", "4", "--out", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr[-2000:]
+    readme = (out / "README.md").read_text()
+    assert "F is v: c_skip(σ) = 1 / (σ² + 1)" in readme and "| uncond-v_prediction | openvino |" in readme

@@ -6,11 +6,11 @@ Every shape of folder edgediff does not read gets a one-line ModelFileError that
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgediff.errors import ModelFileError
+from edgediff.errors import EdgediffError, ModelFileError
+from edgediff.format import jsonfile
 
 INDEX_FILE, CONFIG_FILE, SCHEDULER_FILE = "model_index.json", "config.json", "scheduler_config.json"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -85,19 +85,22 @@ def _check_weights(unet: Path) -> None:
 
 
 def _class_name(file: Path) -> str | None:
+    if not file.is_file():
+        return None
     try:
-        name = json.loads(file.read_text()).get("_class_name")
-    except (OSError, ValueError, AttributeError):
+        name = jsonfile.read_json(file, allow_nan=True).get("_class_name")
+    except (EdgediffError, AttributeError):
         return None
     return name if isinstance(name, str) else None
 
 
 def read_json(file: Path) -> dict:
+    """A diffusers JSON file through the hardened reader (size, depth, plain data; NaN allowed as diffusers writes
+    it for unset floats)."""
     try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"{file} is not readable JSON ({type(e).__name__}); expected a diffusers "
-                             f"{file.name}") from None
+        data = jsonfile.read_json(file, allow_nan=True)
+    except EdgediffError as e:
+        raise ModelFileError(f"{e}; expected a diffusers {file.name}") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"{file} holds {type(data).__name__}; expected a JSON object")
     return data

@@ -165,9 +165,9 @@ def _config(c, path: Path) -> DiffusersConfig:
 def _class_names(path: Path, classes: int) -> tuple[str, ...]:
     """Class names from an `id2label` (as transformers writes it) in the UNet's config.json, if it has one."""
     try:
-        id2label = json.loads((path / diffusers_dir.CONFIG_FILE).read_text()).get("id2label") or {}
+        id2label = diffusers_dir.read_json(path / diffusers_dir.CONFIG_FILE).get("id2label") or {}
         names = tuple(str(id2label[str(i)]) for i in range(classes))
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (ModelFileError, AttributeError, KeyError, TypeError):
         return ()
     return names
 
