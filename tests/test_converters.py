@@ -269,7 +269,7 @@ def test_a_diffusers_unet2d_model_converts_and_passes_the_gate(backend, tmp_path
                           up_block_types=("AttnUpBlock2D", "UpBlock2D")).save_pretrained(tmp_path / "unet")
     art = convert_mod.convert_model(tmp_path / "unet", backend, tmp_path / "art")
     assert art.parity_db >= parity.MIN_DB and "label" not in art.spec and art.spec["x"][0] == (1, 1, 16, 16)
-    assert art.precond["sigma_max"] > 100 and art.source["model"]["diffusers"] == "UNet2DModel"
+    assert art.precond["sigma_max"] > 100 and art.source["model"]["unet"] == "UNet2DModel"
     runner = converters.get(backend).load(art)
     with pytest.raises(InputError, match="unconditional"):
         runner(np.zeros((1, 1, 16, 16), np.float32), np.zeros(1, np.float32), np.zeros(1, np.int64))

@@ -103,7 +103,9 @@ def test_dict_round_trip():
 
 
 def test_from_dict_rejects_unknown_kind_and_fields():
-    with pytest.raises(InputError, match="vp"):
+    with pytest.raises(InputError, match="'ve'"):
+        Preconditioning.from_dict({"kind": "ve", "sigma_data": 0.5})
+    with pytest.raises(InputError, match="VP σ table"):  # a VP preconditioning needs its scheduler's table
         Preconditioning.from_dict({"kind": "vp", "sigma_data": 0.5})
     with pytest.raises(InputError, match="sigma_dta"):
         Preconditioning.from_dict({"kind": "edm", "sigma_dta": 0.5})
