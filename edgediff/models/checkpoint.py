@@ -75,7 +75,8 @@ def load(model: str | os.PathLike, *, weights: bool = True) -> ModelDir:
     if diffusers_dir.is_diffusers(path):
         from edgediff.models import diffusers
 
-        return diffusers.load_folder(path, weights=weights)
+        root, net, config, precond, meta, weights_file = diffusers.load_folder(path, weights=weights)
+        return ModelDir(root, net, config, precond, meta, weights_file=weights_file)
     meta = read_config(path)
     cfg = UNetConfig.from_dict(meta["unet"])
     net = UNet(cfg)

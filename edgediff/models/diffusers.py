@@ -87,9 +87,8 @@ def student_config(teacher: DiffusersConfig) -> UNetConfig:
 
 
 def load_folder(path, *, weights: bool = True):
-    """A diffusers folder → `checkpoint.ModelDir` (network, VP preconditioning, sampler defaults, provenance)."""
-    from edgediff.models.checkpoint import ModelDir
-
+    """A diffusers folder → what `checkpoint.load` makes a ModelDir of: (root, network, config, VP preconditioning,
+    meta with sampler defaults and provenance, weights file)."""
     folder = diffusers_dir.locate(path)
     diffusers = require("diffusers", "diffusers")
     diffusers.utils.logging.set_verbosity_error()  # its loading chatter; our own notices say what matters
@@ -113,7 +112,7 @@ def load_folder(path, *, weights: bool = True):
         _note(f"{folder.root}: the scheduler clips x0 to [-1, 1] (clip_sample); edgediff's samplers integrate the "
               f"unclipped ODE, as diffusers does with clip_sample=False")
     net = DiffusersUNet(unet, config).eval()
-    return ModelDir(folder.root, net, config, precond, meta, weights_file=folder.unet / diffusers_dir.WEIGHTS)
+    return folder.root, net, config, precond, meta, folder.unet / diffusers_dir.WEIGHTS
 
 
 def scheduler_sigmas(scheduler, precond: VPPreconditioning, steps: int) -> list[float]:
