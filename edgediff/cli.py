@@ -174,21 +174,25 @@ VERBS = {"info": _info, "train": _train, "prune": _prune, "distill": _distill, "
          "sample": _sample, "convert": _convert, "bench": _bench, "devices": _devices, "eval": _eval}
 
 
-def _one_line_notices(verb: str) -> None:
-    """Show edgediff's own notices (what it assumed or left out) as one stderr line each."""
+def _one_line_notices(verb: str) -> list[str]:
+    """Collect edgediff's own notices (what it assumed or left out); `main` prints them, one stderr line each,
+    when the verb succeeds (a failing verb answers with its one error line only)."""
     import warnings
 
     from edgediff.errors import EdgediffWarning
 
+    notes: list[str] = []
+
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, EdgediffWarning):
-            print(f"edgediff {verb}: note: {message}", file=sys.stderr)
+            notes.append(f"edgediff {verb}: note: {message}")
         else:
             shown(message, category, filename, lineno, file, line)
 
     shown = warnings.showwarning
     warnings.showwarning = show
     warnings.simplefilter("always", EdgediffWarning)
+    return notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # backends' deprecation notices, not the user's
     logging.getLogger("nncf").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    _one_line_notices(args.verb)
+    notes = _one_line_notices(args.verb)
     try:
         VERBS[args.verb](args)
+        for note in dict.fromkeys(notes):
+            print(note, file=sys.stderr)
     except EdgediffError as e:
         print(f"edgediff {args.verb}: error: {e}", file=sys.stderr)
         return 2
