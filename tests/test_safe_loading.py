@@ -229,7 +229,7 @@ def test_the_mnist_unpickler_only_rebuilds_arrays(payload):
 
 def test_a_diffusers_dir_with_only_pickle_weights_is_never_unpickled(tmp_path, payload):
     pytest.importorskip("diffusers")
-    from edgediff.models import diffusers as byom
+    from edgediff.models import checkpoint
 
     blob, _ = payload
     d = tmp_path / "unet"
@@ -240,7 +240,7 @@ def test_a_diffusers_dir_with_only_pickle_weights_is_never_unpickled(tmp_path, p
         "down_block_types": ["DownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "UpBlock2D"]}))
     (d / "diffusion_pytorch_model.bin").write_bytes(blob)
     with pytest.raises(Exception) as info:  # noqa: B017 - the type is checked below, the marker by the fixture
-        byom.load_diffusers(d)
+        checkpoint.load(d)
     assert isinstance(info.value, EdgediffError), f"{type(info.value).__name__}: {info.value}"
 
 

@@ -178,12 +178,13 @@ def _scheduler(diffusers, folder: diffusers_dir.DiffusersFolder):
               f"{DEFAULT_SCHEDULER} (linear betas 1e-4..0.02, 1000 steps, epsilon); the artifact records it")
         return getattr(diffusers, DEFAULT_SCHEDULER)(), True
     file = folder.scheduler / diffusers_dir.SCHEDULER_FILE
-    name = diffusers_dir.read_json(file).get("_class_name")
+    config = diffusers_dir.read_json(file)
+    name = config.get("_class_name")
     if name not in SCHEDULERS:
         raise InputError(f"{file}: scheduler {name!r} is not supported; expected one of {', '.join(SCHEDULERS)} "
                          f"(VP schedules with a betas table)")
-    try:
-        return getattr(diffusers, name).from_pretrained(folder.scheduler), False
+    try:  # from the dict our hardened reader returned: no second, unchecked read of the file
+        return getattr(diffusers, name).from_config(config), False
     except (OSError, ValueError, TypeError, KeyError, NotImplementedError) as e:
         raise ModelFileError(f"{file}: unreadable {name} config ({type(e).__name__}: {e})") from None
 
