@@ -13,6 +13,7 @@ from edgediff.converters import parity
 from edgediff.errors import InputError
 from edgediff.format import staging
 from edgediff.format.artifact import Artifact, Header, InputSpec
+from edgediff.format.inputs import COMPONENT_DTYPES, component_of
 from edgediff.format.precond import Preconditioning
 from edgediff.sampling.denoiser import Runner
 
@@ -85,6 +86,12 @@ def header_for(net, spec: InputSpec, *, backend: str, precision: str, precond, s
 
 def _check_spec(spec: InputSpec) -> None:
     names = list(spec)
+    if component_of(spec) is not None:  # a text-to-image component: its own inputs, each of a fixed dtype
+        for name, (shape, dtype) in spec.items():
+            if dtype != COMPONENT_DTYPES[name] or not shape or any(int(d) < 1 for d in shape):
+                raise InputError(f"spec {name} must be {COMPONENT_DTYPES[name]} of positive static dims; got "
+                                 f"{shape} {dtype}")
+        return
     if names not in (["x", "t"], ["x", "t", "label"], ["x", "t", "label", "w"]):
         raise InputError(f"spec must name inputs x, t[, label[, w]] in that order; got {names}")
     shape = tuple(spec["x"][0])
@@ -107,7 +114,9 @@ def build(net, out_dir, header: Header, *, lower: Callable[[Path], tuple[str, di
     """Every convert's shared tail: reuse a matching artifact, else stage → lower → reload → gate → commit.
 
     `lower(tmp)` writes the model into the staging dir and returns (model file name, op coverage);
-    `load_staged(model_path)` returns a Runner over it, or is None where this machine cannot run it.
+    `load_staged(model_path)` returns a Runner over it, or is None where this machine cannot run it. A
+    text-to-image component (its spec names `ids`, `context` or `z`) is gated on the inputs it carries as
+    `net.parity_inputs` (recorded from its own pipeline), not on the denoiser's σ sweep.
     """
     found = staging.reusable(out_dir, header)
     if found is not None:
@@ -115,7 +124,12 @@ def build(net, out_dir, header: Header, *, lower: Callable[[Path], tuple[str, di
     with staging.staging(out_dir) as tmp:
         model_file, coverage = lower(tmp)
         result = None
-        if load_staged is not None:
+        if load_staged is not None and component_of(header.spec) is not None:
+            from edgediff.models.eager import ModuleRunner
+
+            result = parity.check_on(load_staged(tmp / model_file), ModuleRunner(net), net.parity_inputs,
+                                     min_db=parity.gate_for(header.precision))
+        elif load_staged is not None:
             result = parity.check(load_staged(tmp / model_file), reference_runner(net, header), header.spec,
                            Preconditioning.from_dict(header.precond), num_classes=header.num_classes,
                            min_db=parity.gate_for(header.precision))

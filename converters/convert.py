@@ -3,10 +3,12 @@ input spec and calibration → the backend's `convert` → an artifact directory
 
 from __future__ import annotations
 
+import os
+
 from edgediff.converters import base
 from edgediff.converters import calibration as calibrate
 from edgediff.errors import InputError
-from edgediff.format import artifact
+from edgediff.format import artifact, text_to_image_dir
 from edgediff.format.files import file_sha256
 from edgediff.models import checkpoint
 from edgediff.models import diffusers as byom
@@ -26,6 +28,12 @@ def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: i
         raise InputError(f"batch must be an integer >= 1, got {batch!r}")
     be = base.get(backend)
     base.check_options(be, "convert", options)
+    if isinstance(model, str | os.PathLike) and text_to_image_dir.is_text_to_image(model):
+        from edgediff.converters.text_to_image import convert_pipeline
+
+        if batch != 1:
+            raise InputError(f"text-to-image components are converted at batch 1 (guidance is two calls); got {batch}")
+        return convert_pipeline(model, backend, out, precision=precision, **options)
     md = checkpoint.load(model)
     net, precond, defaults, c = md.net, md.precond, md.sampler_defaults, md.unet
     source = {"model": byom.describe(md) if md.is_diffusers else md.meta.get("name", str(model)),

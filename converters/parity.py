@@ -68,8 +68,13 @@ def psnr_db(ref: np.ndarray, out: np.ndarray) -> float:
 def measure(runner: Runner, reference_runner: Runner, spec: InputSpec, precond: Preconditioning, *,
             num_classes: int = 0) -> tuple[float, float]:
     """(worst PSNR in dB over the fixed inputs, max-abs error) of `runner` against `reference_runner`."""
+    return measure_on(runner, reference_runner, fixed_inputs(spec, precond, num_classes=num_classes))
+
+
+def measure_on(runner, reference_runner, inputs_list) -> tuple[float, float]:
+    """(worst PSNR in dB, max-abs error) of `runner` against `reference_runner` over the given input tuples."""
     dbs, maxabs = [], 0.0
-    for inputs in fixed_inputs(spec, precond, num_classes=num_classes):
+    for inputs in inputs_list:
         ref, out = reference_runner(*inputs), runner(*inputs)
         dbs.append(psnr_db(ref, out))
         maxabs = max(maxabs, float(np.max(np.abs(np.asarray(ref, np.float64) - np.asarray(out, np.float64)))))
@@ -79,7 +84,15 @@ def measure(runner: Runner, reference_runner: Runner, spec: InputSpec, precond: 
 def check(runner: Runner, reference_runner: Runner, spec: InputSpec, precond: Preconditioning, *,
           num_classes: int = 0, min_db: float | None = None) -> tuple[float, float]:
     """`measure`, raising ParityError when the PSNR is below `min_db` (None: MIN_DB; -inf: record only)."""
-    db, maxabs = measure(runner, reference_runner, spec, precond, num_classes=num_classes)
+    return _gate(*measure(runner, reference_runner, spec, precond, num_classes=num_classes), min_db)
+
+
+def check_on(runner, reference_runner, inputs_list, *, min_db: float | None = None) -> tuple[float, float]:
+    """`measure_on`, raising ParityError below `min_db` as `check` does."""
+    return _gate(*measure_on(runner, reference_runner, inputs_list), min_db)
+
+
+def _gate(db: float, maxabs: float, min_db: float | None) -> tuple[float, float]:
     threshold = MIN_DB if min_db is None else min_db
     if not db >= threshold:
         raise ParityError(f"parity gate failed: {db:.1f} dB PSNR (max-abs error {maxabs:.3g}) against eager; "

@@ -1,7 +1,8 @@
 """Exact, numerically identical rewrites of ops XNNPACK would otherwise leave to ExecuTorch's portable kernels.
 
-GroupNorm → 4-D mean/sub/mul/rsqrt, nearest 2× upsample → reshape/cat, no-op expand/squeeze → view, N-D linear →
-2-D linear: applied as decompositions of the captured graph before lowering, so a UNet lands in one delegate.
+GroupNorm and LayerNorm → 4-D mean/sub/mul/rsqrt, split/chunk → slices, nearest 2× upsample → reshape/cat,
+no-op expand/squeeze → view, N-D linear → 2-D linear: applied as decompositions of the captured graph before
+lowering, so a UNet lands in one delegate.
 """
 
 from __future__ import annotations
@@ -24,7 +25,47 @@ def xnnpack_friendly_decompositions() -> dict:
     table[aten.squeeze.dims] = _squeeze_dims
     table[aten.unsqueeze.default] = _unsqueeze
     table[aten.linear.default] = _linear
+    table[aten.native_layer_norm.default] = _layer_norm
+    table[aten.split_with_sizes.default] = _split_with_sizes
+    table[aten.split.Tensor] = _split
     return table
+
+
+def _layer_norm(x, normalized_shape, weight, bias, eps):
+    """native_layer_norm over the last dim as 4-D mean.dim(2, 3) / sub / mul / rsqrt ([..., D] → [M, 1, 1, D]):
+    the text encoder's and the transformer blocks' LayerNorms stay in the delegate."""
+    if len(normalized_shape) != 1 or x.dim() < 2:
+        return NotImplemented
+    d = x.shape[-1]
+    y = x.reshape(-1, 1, 1, d)
+    mean = y.mean(dim=(2, 3), keepdim=True)
+    centered = y - mean
+    rstd = ((centered * centered).mean(dim=(2, 3), keepdim=True) + eps).rsqrt()
+    out = (centered * rstd).reshape(x.shape)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    stats = (*x.shape[:-1], 1)
+    return out, mean.reshape(stats), rstd.reshape(stats)
+
+
+def _split_with_sizes(x, split_sizes, dim=0):
+    """split (GEGLU's chunk(2)) as unit-stride slices, which XNNPACK copies; the split op itself it does not."""
+    import torch
+
+    out, start = [], 0
+    for size in split_sizes:
+        out.append(torch.ops.aten.slice.Tensor(x, dim, start, start + size))
+        start += size
+    return out
+
+
+def _split(x, split_size, dim=0):
+    n = x.shape[dim]
+    if not isinstance(split_size, int):
+        return NotImplemented
+    return _split_with_sizes(x, [min(split_size, n - i) for i in range(0, n, split_size)], dim)
 
 
 def _linear(x, weight, bias=None):

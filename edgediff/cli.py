@@ -10,7 +10,7 @@ import edgediff
 from edgediff.cli_parser import build_parser
 from edgediff.errors import EdgediffError, InputError
 from edgediff.format import images as images_io
-from edgediff.format import model_dir
+from edgediff.format import model_dir, text_to_image_dir
 
 
 def _info(a):
@@ -106,14 +106,22 @@ def _train_metric(a):
 
 def _sample(a):
     from edgediff.format.configs import Request
+    from edgediff.runtime.text_to_image import TextToImage
     from edgediff.sampling.generate import recommended
 
-    asked = {"n": a.n, "seed": a.seed, "sampler": a.sampler, "steps": a.steps, "guidance": a.guidance,
-             "label": a.label, "batch_size": a.batch_size, "sigmas": _floats(a.sigmas, "--sigmas")}
+    if a.prompt is not None or a.negative_prompt is not None:
+        return _sample_prompt(a)
+    if text_to_image_dir.is_text_to_image(a.model):
+        raise InputError(f"{a.model} is a text-to-image pipeline: give it --prompt TEXT")
+    asked = {"n": 100 if a.n is None else a.n, "seed": a.seed, "sampler": a.sampler, "steps": a.steps,
+             "guidance": a.guidance, "label": a.label, "batch_size": a.batch_size,
+             "sigmas": _floats(a.sigmas, "--sigmas")}
     asked = {k: v for k, v in asked.items() if v is not None}
     Request(**asked)  # bad values fail here, before the model is loaded
     images_io.check_path(Path(a.out))  # a bad --out fails before anything is sampled
     model = edgediff.load(a.model, backend=a.backend, device=a.device, threads=a.threads)
+    if isinstance(model, TextToImage):
+        raise InputError(f"{model.name} is a text-to-image pipeline: give it --prompt TEXT")
     request = recommended(model.sampler_defaults, **asked)
     if a.guidance == 1.0 and not model.num_classes:
         print(f"edgediff sample: warning: {model.name} is unconditional; --guidance 1 changes nothing", file=sys.stderr)
@@ -128,10 +136,33 @@ def _sample(a):
         _print_eval(images, labels, as_json=False)
 
 
+def _sample_prompt(a):
+    from edgediff.runtime.text_to_image import TextToImage
+
+    if a.prompt is None:
+        raise InputError("--negative-prompt needs --prompt TEXT")
+    for flag, value in (("--label", a.label), ("--sigmas", a.sigmas), ("--eval", a.eval or None)):
+        if value is not None:
+            raise InputError(f"{flag} is not taken with --prompt (a text-to-image pipeline draws what the prompt says)")
+    if a.n is not None and a.n < 1:
+        raise InputError(f"--n must be >= 1, got {a.n}")
+    images_io.check_path(Path(a.out))
+    model = edgediff.load(a.model, backend=a.backend, device=a.device, threads=a.threads)
+    if not isinstance(model, TextToImage):
+        raise InputError(f"{a.model} is not a text-to-image pipeline; --prompt takes a diffusers text-to-image "
+                         f"folder (model_index.json with a text_encoder)")
+    images = model.generate(prompt=a.prompt, negative_prompt=a.negative_prompt, n=a.n or 1, seed=a.seed,
+                            steps=a.steps, guidance=a.guidance, sampler=a.sampler, progress=not a.quiet)
+    edgediff.save(a.out, images)
+    print(f"wrote {len(images)} image{'s' * (len(images) > 1)} for {a.prompt!r} to {a.out}")
+
+
 def _convert(a):
     options = {"delegate": a.delegate} if a.delegate else {}
     art = edgediff.convert(a.model, backend=a.backend, out=Path(a.out), precision=a.precision, batch=a.batch,
                            **options)
+    if isinstance(art, dict):  # a text-to-image pipeline artifact: one line per component
+        return _print_pipeline(art, Path(a.out))
     parity = f"{art.parity_db:.1f} dB" if art.parity_db is not None else art.op_coverage.get("parity", "not measured")
     islands = art.op_coverage.get("islands")
     print(f"{art.backend} {art.precision} artifact in {art.path}: {art.size_bytes / 1e6:.2f} MB, parity {parity}"
@@ -141,6 +172,16 @@ def _convert(a):
     note = ungated_note(art.precision, art.parity_db)
     if note:
         print(f"edgediff convert: warning: {note}", file=sys.stderr)
+
+
+def _print_pipeline(manifest: dict, out: Path) -> None:
+    for name, c in manifest["components"].items():
+        db = "not measured here" if c["parity_db"] is None else f"{c['parity_db']:.1f} dB"
+        print(f"{name}: {c['backend']} {c['precision']}, parity {db}, converted in {c['convert_s']:.1f} s "
+              f"(peak RSS {c['peak_rss_mb']:.0f} MB)")
+    e2e = manifest["end_to_end"]
+    check = f"{e2e['psnr_db']:.1f} dB vs eager" if "psnr_db" in e2e else e2e["skipped"]
+    print(f"text-to-image pipeline artifact in {out}: image {check} ({manifest['name']})")
 
 
 def _bench(a):

@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", help="euler | heun | dpmpp_2m | consistency (default: the model's)")
     s.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--n", type=int, default=100)
+    s.add_argument("--n", type=int, help="images to draw (default: 100, one per prompt for a text-to-image model)")
+    s.add_argument("--prompt", help="text for a text-to-image pipeline (a diffusers Stable Diffusion folder)")
+    s.add_argument("--negative-prompt", help="what classifier-free guidance steers away from (default: \"\")")
     s.add_argument("--label", type=int, help="class to draw (default: every class in turn, one grid row each)")
     s.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
     s.add_argument("--sigmas", help="comma-separated σ schedule replacing the sampler's (steps+1 values, decreasing, "

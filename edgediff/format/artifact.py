@@ -19,7 +19,7 @@ from pathlib import Path
 from edgediff.errors import EdgediffError, InputError, ModelFileError
 from edgediff.format import artifact_schema, jsonfile
 from edgediff.format.files import file_sha256
-from edgediff.format.inputs import InputSpec
+from edgediff.format.inputs import COMPONENT_INPUTS, DENOISER_INPUTS, InputSpec
 
 SCHEMA_VERSION = artifact_schema.ARTIFACT_SCHEMA_VERSIONS[1]  # the version this edgediff writes
 SIDECARS = ("calibration.npz",)  # shipped and hash-checked with the artifact, not part of the deployed size
@@ -168,8 +168,8 @@ def _from_json(path: Path, meta: dict) -> Artifact:
     if not _holds(meta["sha256"], meta["model_file"]):
         raise ModelFileError(f"{path / ARTIFACT_FILE} names model file {meta['model_file']!r}, which its sha256 "
                              f"table does not list")
-    spec = {k: (tuple(meta["spec"][k][0]), meta["spec"][k][1]) for k in ("x", "t", "label", "w")
-            if k in meta["spec"]}
+    order = next(n for n in (*DENOISER_INPUTS, *COMPONENT_INPUTS) if set(n) == set(meta["spec"]))
+    spec = {k: (tuple(meta["spec"][k][0]), meta["spec"][k][1]) for k in order}
     return Artifact(**{**meta, "path": path, "spec": spec})
 
 

@@ -7,6 +7,7 @@ from pathlib import PurePosixPath
 
 from edgediff.errors import ModelFileError
 from edgediff.format.configs import Request
+from edgediff.format.inputs import COMPONENT_INPUTS, DENOISER_INPUTS
 from edgediff.format.precond import Preconditioning, precond_class
 from edgediff.format.schema import _show, hints, required, section_problems
 
@@ -44,13 +45,14 @@ def _artifact_value_problems(meta: dict, dtypes) -> list[str]:
     if any(not _HEX64.fullmatch(h) for h in meta["sha256"].values()):
         problems.append("sha256 values must be 64 lowercase hex digits")
     spec = meta["spec"]
-    if set(spec) not in ({"x", "t"}, {"x", "t", "label"}, {"x", "t", "label", "w"}):
-        problems.append(f"spec names inputs {sorted(spec)}; expected x, t[, label[, w]]")
+    if set(spec) not in [set(names) for names in (*DENOISER_INPUTS, *COMPONENT_INPUTS)]:
+        problems.append(f"spec names inputs {sorted(spec)}; expected x, t[, label[, w]] (or a text-to-image "
+                        f"component's: ids | x, t, context[, w] | z)")
     for name, (shape, dtype) in spec.items():
         if not 1 <= len(shape) <= 8 or any(not 1 <= d <= 65536 for d in shape) or dtype not in dtypes:
             problems.append(f"spec.{name} = {_show([shape, dtype])}; expected 1-8 dims in 1..65536 and a "
                             f"dtype in {list(dtypes)}")
-    if not problems and (len(spec["x"][0]) != 4 or spec["t"][0] != spec["x"][0][:1]):
+    if not problems and "x" in spec and (len(spec["x"][0]) != 4 or spec["t"][0] != spec["x"][0][:1]):
         problems.append(f"spec x must be [B,C,H,W] and t [B]; got {_show(spec)}")
     if meta.get("precond") is not None:
         problems += section_problems("precond", precond_class(meta["precond"]), meta["precond"])

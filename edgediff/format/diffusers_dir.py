@@ -58,9 +58,12 @@ def _pipeline(path: Path) -> DiffusersFolder:
     cls = index.get("_class_name", "an unnamed pipeline")
     parts = {k: v for k, v in index.items() if not k.startswith("_")}
     latent = [p for p in LATENT_PARTS if parts.get(p) and parts[p] != [None, None]]
+    if "text_encoder" in latent:
+        raise ModelFileError(f"{path} is a {cls} (text-to-image): `edgediff sample --prompt` and `edgediff info` "
+                             f"read it, other verbs do not yet; they expect {SUPPORTED}")
     if latent:
-        raise ModelFileError(f"{path} is a {cls} with {', '.join(latent)}: latent and text-to-image pipelines are not "
-                             f"read yet; expected {SUPPORTED}")
+        raise ModelFileError(f"{path} is a {cls} with {', '.join(latent)}: latent pipelines without a text encoder "
+                             f"are not read; expected {SUPPORTED}")
     unet = parts.get("unet")
     if not isinstance(unet, list) or len(unet) != 2 or unet[1] != UNET_CLASS:
         raise ModelFileError(f"{path}/{INDEX_FILE} ({cls}) names unet {unet!r}; expected {SUPPORTED}")

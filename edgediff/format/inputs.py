@@ -79,8 +79,11 @@ class SpecRunner:
         """True for guidance-embedding students: pass w instead of a second, unconditional call."""
         return "w" in self.spec
 
-    def __call__(self, x: np.ndarray, t: np.ndarray, label: np.ndarray | None = None,
+    def __call__(self, x: np.ndarray, t: np.ndarray | None = None, label: np.ndarray | None = None,
                  w: np.ndarray | None = None) -> np.ndarray:
+        if component_of(self.spec) is not None:  # a pipeline component: its own inputs, in spec order
+            given = [a for a in (x, t, label, w) if a is not None]
+            return self._run(check_component_inputs(self.spec, given))
         return self._run(prepare_inputs(self.spec, self.num_classes, x, t, label, w))
 
     def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -107,4 +110,38 @@ def prepare_inputs(spec: InputSpec, num_classes: int, x, t, label, w=None, *,
         out["w"] = check_guidance(w, shape[0])
     elif w is not None:
         raise InputError("this artifact takes no guidance input w; guide it with two calls (classifier-free guidance)")
+    return out
+
+
+# Components of a text-to-image pipeline: their inputs by name, in order (each is its own artifact).
+DENOISER_INPUTS = (("x", "t"), ("x", "t", "label"), ("x", "t", "label", "w"))
+COMPONENT_INPUTS = {("ids",): "text_encoder", ("x", "t", "context"): "unet", ("x", "t", "context", "w"): "unet",
+                    ("z",): "vae_decoder"}
+COMPONENT_DTYPES = {"ids": "int32", "x": "float32", "t": "float32", "context": "float32", "w": "float32",
+                    "z": "float32"}
+
+
+def component_of(spec) -> str | None:
+    """'text_encoder' | 'unet' | 'vae_decoder' for a pipeline component's spec, None for a denoiser's."""
+    return COMPONENT_INPUTS.get(tuple(spec))
+
+
+def check_component_inputs(spec: InputSpec, arrays) -> dict[str, np.ndarray]:
+    """Arrays in spec order, each of exactly its static shape and dtype and finite; returned by name."""
+    names = list(spec)
+    if len(arrays) != len(names):
+        raise InputError(f"got {len(arrays)} inputs; expected {len(names)} ({', '.join(names)})")
+    out = {}
+    for name, value in zip(names, arrays, strict=True):
+        shape, dtype = spec[name]
+        a = _array(value, name)
+        if a.shape != tuple(shape):
+            raise InputError(f"{name} has shape {a.shape}; expected {tuple(shape)}")
+        if dtype == "int32" and np.issubdtype(a.dtype, np.integer):
+            a = a.astype(np.int32, copy=False)
+        elif a.dtype != np.dtype(dtype):
+            raise InputError(f"{name} has dtype {a.dtype}; expected {dtype}")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise InputError(f"{name} contains NaN or Inf; expected finite values")
+        out[name] = np.ascontiguousarray(a)
     return out

@@ -45,3 +45,16 @@ class EagerRunner:
         lab = torch.from_numpy(label.astype(np.int64)) if label is not None else None
         with torch.inference_mode():
             return self.net(torch.from_numpy(x), torch.from_numpy(t), lab, *extra).numpy()
+
+
+class ModuleRunner:
+    """Any nn.Module as a numpy Runner: arrays in (None passes as None), its one output out as float32 — the eager
+    reference of a text-to-image pipeline's components."""
+
+    def __init__(self, net: torch.nn.Module):
+        self.net = net.eval()
+
+    def __call__(self, *arrays) -> np.ndarray:
+        tensors = (None if a is None else torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+        with torch.inference_mode():
+            return self.net(*tensors).float().numpy()

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgediff.converters import base
 from edgediff.errors import InputError
-from edgediff.format import artifact
+from edgediff.format import artifact, pipeline_manifest, text_to_image_dir
 from edgediff.format.artifact import Artifact, make_spec
 from edgediff.format.configs import Request
 from edgediff.format.inputs import InputSpec
@@ -84,6 +84,16 @@ def open_model(target, *, backend: str = "auto", device: str | None = None, thre
     if backend != "auto":
         base.get(backend)  # an unknown name fails here, naming the known ones
     path = target.path if isinstance(target, Artifact | checkpoint.ModelDir) else Path(str(target))
+    if not isinstance(target, Artifact | checkpoint.ModelDir) and pipeline_manifest.is_pipeline(path):
+        from edgediff.runtime.text_to_image import open_artifact
+
+        return open_artifact(path, device=device, threads=threads)
+    if not isinstance(target, Artifact | checkpoint.ModelDir) and text_to_image_dir.is_text_to_image(path):
+        if backend not in ("auto", "eager"):
+            raise InputError(f"{path} is a diffusers text-to-image folder: it runs on backend 'eager'")
+        from edgediff.runtime.text_to_image import open_folder
+
+        return open_folder(path, threads=threads)
     if isinstance(target, Artifact) or (path / artifact.ARTIFACT_FILE).is_file():
         art = artifact.read(path)
         if backend not in ("auto", art.backend):
@@ -124,16 +134,16 @@ def static_batch(runner: Runner, batch: int) -> Runner:
     class Run:
         takes_guidance = getattr(runner, "takes_guidance", False)
 
-        def __call__(self, x, t, label=None, *w):
-            n = x.shape[0]
+        def __call__(self, *arrays):  # (x, t[, label[, w]]) or a pipeline component's inputs
+            n = arrays[0].shape[0]
             if n == batch:
-                return runner(x, t, label, *w)
+                return runner(*arrays)
             pad = -n % batch
 
             def padded(a):
                 return None if a is None else (np.concatenate([a, np.repeat(a[-1:], pad, 0)]) if pad else a)
 
-            parts = [padded(a) for a in (x, t, label, *w)]
+            parts = [padded(a) for a in arrays]
             outs = [runner(*(None if a is None else a[i:i + batch] for a in parts)) for i in range(0, n + pad, batch)]
             return np.concatenate(outs)[:n]
 

@@ -1,0 +1,143 @@
+"""A diffusers text-to-image folder → a pipeline artifact: one parity-gated artifact per component plus a manifest.
+
+The recipe, one component at a time so a laptop converts what it can hold (apple/ml-stable-diffusion's
+`torch2coreml.py` does the same): run the eager pipeline once on a few prompts and record every component's real
+inputs; convert text encoder, UNet and VAE decoder, each gated on its own recorded inputs and freed before the
+next; copy and hash the tokenizer; decode one prompt on the converted pipeline and record its PSNR against eager's
+image; write `pipeline.json` last, so an interrupted run leaves no pipeline artifact (run it again: finished
+components are reused).
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgediff.converters import base, parity
+from edgediff.errors import InputError
+from edgediff.format import pipeline_manifest
+from edgediff.format.files import file_sha256
+
+COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+PROMPTS = ("a red apple on a table", "a photo of a cat")  # record the components' inputs on these
+CHECK_PROMPT, CHECK_SEED = "a small house by a lake", 0  # the end-to-end check's prompt and seed
+MAX_STEPS = 50  # the manifest carries the scheduler's σ list for 1..MAX_STEPS steps (no diffusers on the host)
+UNET_PARITY = 6  # recorded UNet calls the gate runs on (spread over the trajectory)
+
+
+def convert_pipeline(folder, backend: str, out, *, precision="fp32", progress: bool = False, **options):
+    """Convert every component of a text-to-image folder for `backend` into `out` (see the module docstring).
+
+    `precision` is one name for every component or a {component: precision} dict (missing ones: fp32)."""
+    from edgediff.models import text_to_image
+    from edgediff.runtime.text_to_image import from_parts, open_artifact
+
+    precisions = component_choices(precision, "precision", default="fp32")
+    be = base.get(backend)
+    for name, p in precisions.items():
+        if p not in be.precisions:
+            raise InputError(f"unknown {backend} precision {p!r} for {name}; expected one of "
+                             f"{', '.join(be.precisions)}")
+        if p in be.calibrated:
+            raise InputError(f"{name}: {backend} {p} needs calibration, which text-to-image components do not take "
+                             f"yet; expected one of {', '.join(q for q in be.precisions if q not in be.calibrated)}")
+    out = Path(out)
+    parts = text_to_image.load(folder)
+    eager = from_parts(parts)
+    recorded = record_inputs(eager, parts.sampler_defaults)
+    reference = eager.generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
+    components = {}
+    for name in COMPONENTS:
+        net = getattr(parts, name)
+        net.parity_inputs = recorded[name]
+        spec = {k: (tuple(a.shape), str(a.dtype)) for k, a in zip(_names(name, net), recorded[name][0], strict=True)}
+        started = time.perf_counter()
+        if progress:
+            print(f"converting {name} for {backend} ({precisions[name]}) …", flush=True)
+        art = be.convert(net, spec, out / name, precision=precisions[name], precond=parts.precond,
+                         sampler_defaults={}, source={"model": parts.folder.root.name, "component": name},
+                         **options)
+        components[name] = {"dir": name, "backend": backend, "precision": art.precision,
+                            "parity_db": art.parity_db, "sha256": file_sha256(art.path / "artifact.json"),
+                            "convert_s": round(time.perf_counter() - started, 2), "peak_rss_mb": _peak_rss()}
+        del net.parity_inputs, art
+        gc.collect()
+    tokenizer = _copy_tokenizer(parts.folder.root / "tokenizer", out / "tokenizer")
+    manifest = pipeline_manifest.make(
+        name=parts.folder.root.name, pipeline=parts.folder.pipeline, components=components, tokenizer=tokenizer,
+        max_length=parts.max_length, latent_shape=parts.latent_shape, scaling_factor=parts.scaling_factor,
+        precond=parts.precond.to_dict(), guidance_embed=parts.guidance_embed,
+        sampler_defaults=parts.sampler_defaults,
+        sigmas={n: text_to_image.sigmas(parts, n) for n in range(1, MAX_STEPS + 1)})
+    if be.unavailable() is None:  # the converted pipeline end to end, against eager's image
+        image = open_artifact(out, manifest=manifest).generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
+        manifest["end_to_end"] = {"prompt": CHECK_PROMPT, "seed": CHECK_SEED,
+                                  "steps": parts.sampler_defaults["steps"],
+                                  "psnr_db": round(parity.psnr_db(reference, image), 2)}
+    else:
+        manifest["end_to_end"] = {"skipped": be.unavailable()}
+    pipeline_manifest.write(out, manifest)
+    return manifest
+
+
+def component_choices(value, what: str, *, default) -> dict:
+    """One value for every component, or {component: value} / 'unet=int8,text_encoder=fp16' (others: default)."""
+    if isinstance(value, str) and "=" in value:
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(COMPONENTS))
+        if unknown:
+            raise InputError(f"unknown component(s) {', '.join(unknown)} in --{what}; expected {', '.join(COMPONENTS)}")
+        return {c: value.get(c, default) for c in COMPONENTS}
+    return dict.fromkeys(COMPONENTS, value)
+
+
+def record_inputs(pipe, defaults: dict) -> dict[str, list[tuple[np.ndarray, ...]]]:
+    """Every component's inputs while the eager pipeline draws PROMPTS (its recommended steps and guidance)."""
+    seen = {name: [] for name in COMPONENTS}
+
+    def recording(name, fn):
+        def call(*arrays):
+            given = tuple(a for a in arrays if a is not None)
+            for i in range(len(given[0])):  # one batch-1 input tuple per image
+                seen[name].append(tuple(np.ascontiguousarray(a[i:i + 1]) for a in given))
+            return fn(*arrays)
+        return call
+
+    import dataclasses
+
+    rec = dataclasses.replace(pipe, **{n: recording(n, getattr(pipe, n)) for n in COMPONENTS})
+    for seed, prompt in enumerate(PROMPTS):
+        rec.generate(prompt=prompt, seed=seed)
+    unet = seen["unet"]
+    pick = np.unique(np.linspace(0, len(unet) - 1, min(UNET_PARITY, len(unet))).round().astype(int))
+    return {**seen, "unet": [unet[i] for i in pick]}
+
+
+def _names(name: str, net) -> tuple[str, ...]:
+    if name == "text_encoder":
+        return ("ids",)
+    if name == "vae_decoder":
+        return ("z",)
+    return ("x", "t", "context", "w") if net.cond_dim is not None else ("x", "t", "context")
+
+
+def _copy_tokenizer(src: Path, dest: Path) -> dict:
+    dest.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for f in sorted(src.iterdir()):
+        if f.is_file() and f.suffix in (".json", ".txt"):
+            shutil.copyfile(f, dest / f.name)
+            files[f.name] = file_sha256(dest / f.name)
+    return {"dir": "tokenizer", "sha256": files}
+
+
+def _peak_rss() -> float:
+    from edgediff.measure.latency import peak_rss_mb
+
+    return round(peak_rss_mb(), 1)

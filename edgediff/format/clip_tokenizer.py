@@ -1,0 +1,61 @@
+"""The CLIP BPE tokenizer's files (Radford et al. 2021), made offline from OpenAI's MIT-licensed merge list.
+
+`mobile_models/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz` is the file `clip` and `open_clip` ship; the 49 408-entry
+vocab.json and merges.txt that transformers' `CLIPTokenizer` reads (as in openai/clip-vit-*'s `tokenizer/` folder)
+are derived from it exactly as OpenAI's `simple_tokenizer.py` builds its encoder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+from edgediff.format.files import write_text
+from edgediff.format.model_dir import shipped_models_dir
+
+MERGES = 49152 - 256 - 2  # merges OpenAI's tokenizer uses from the file (the vocab is 49 408 tokens in all)
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+MAX_LENGTH = 77
+
+
+def source_file() -> Path:
+    return shipped_models_dir() / "clip-tokenizer" / "bpe_simple_vocab_16e6.txt.gz"
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """OpenAI's reversible byte → printable-character map (GPT-2's)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs), strict=True))
+
+
+def vocab_and_merges() -> tuple[dict[str, int], list[str]]:
+    lines = gzip.decompress(source_file().read_bytes()).decode("utf-8").split("\n")
+    merges = lines[1:MERGES + 1]
+    base = list(_bytes_to_unicode().values())
+    tokens = base + [b + "</w>" for b in base] + ["".join(m.split()) for m in merges] + [BOS, EOS]
+    return {t: i for i, t in enumerate(tokens)}, merges
+
+
+def write_clip_tokenizer(dest: str | os.PathLike, *, max_length: int = MAX_LENGTH) -> Path:
+    """Write a `tokenizer/` folder (vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json) that
+    transformers' CLIPTokenizer and diffusers pipelines load, from the shipped merge list alone."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    vocab, merges = vocab_and_merges()
+    write_text(dest / "vocab.json", json.dumps(vocab, ensure_ascii=False))
+    write_text(dest / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
+    special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
+    write_text(dest / "special_tokens_map.json", json.dumps(special, indent=2))
+    write_text(dest / "tokenizer_config.json", json.dumps(
+        {"tokenizer_class": "CLIPTokenizer", "model_max_length": max_length, "do_lower_case": True,
+         "errors": "replace", "clean_up_tokenization_spaces": False, **special}, indent=2))
+    return dest

@@ -1,0 +1,42 @@
+"""Tiny random-weight Stable Diffusion-family pipelines built from config dicts and saved with `save_pretrained`
+(no download): a real CLIP BPE tokenizer from the shipped merge list, a CLIP text encoder, a cross-attention UNet,
+an AutoencoderKL. Shared by the text-to-image tests and the hostile-input suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from edgediff.format.clip_tokenizer import write_clip_tokenizer
+
+LATENT = 8  # latent side; the two-level VAE doubles it (16×16 images)
+
+
+def sd_pipeline(path: Path, *, prediction: str = "epsilon", scheduler: str = "DDIMScheduler") -> Path:
+    """An SD 1.x-style StableDiffusionPipeline folder (SD 2.x-style with prediction='v_prediction')."""
+    import diffusers
+    import transformers
+
+    torch.manual_seed(0)
+    text = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+        projection_dim=32)).eval()
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=LATENT, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8)
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+    config = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type=prediction)
+    if scheduler == "DDIMScheduler":
+        config.update(clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    sched = getattr(diffusers, scheduler)(**config)
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(write_clip_tokenizer(path.parent / f"{path.name}-tok"))
+    pipe = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
+                                             scheduler=sched, safety_checker=None, feature_extractor=None,
+                                             requires_safety_checker=False)
+    pipe.save_pretrained(path)
+    return path
