@@ -15,7 +15,7 @@ import numpy as np
 from edgediff.converters import build
 from edgediff.converters.base import ModuleBackend, not_measured
 from edgediff.errors import EdgediffError, InputError, require
-from edgediff.format import artifact
+from edgediff.format import artifact, inputs
 from edgediff.format.inputs import SpecRunner
 
 MODEL_FILE = "model.mlpackage"
@@ -59,7 +59,7 @@ def _lower(net, header: artifact.Header, tmp: Path) -> tuple[str, dict]:
     target = getattr(ct.target, target_name, None)
     if target is None:
         raise InputError(f"unknown minimum_deployment_target {target_name!r}; expected e.g. iOS17, iOS18, macOS14")
-    ep = build.capture(net, header.spec).run_decompositions({})
+    ep = _without_aliases(build.capture(net, header.spec).run_decompositions(_decompositions()))
     precision = ct.precision.FLOAT32 if header.precision == "fp32" else ct.precision.FLOAT16
     model = ct.convert(ep, convert_to="mlprogram", minimum_deployment_target=target, compute_precision=precision,
                        skip_model_load=True)
@@ -73,6 +73,30 @@ def _lower(net, header: artifact.Header, tmp: Path) -> tuple[str, dict]:
     model.save(str(tmp / MODEL_FILE))
     return MODEL_FILE, {"ops": ops, "compute_precision": header.precision, "parity": not_measured(unavailable())
                         if unavailable() else "measured on CPU_ONLY"}
+
+
+def _decompositions() -> dict:
+    """Ops coremltools' EXIR frontend lacks, in ops it has: where(cond, x, scalar) (CLIP's causal mask)."""
+    import torch
+
+    def where_scalar_other(condition, x, other):
+        return torch.where(condition, x, torch.full_like(x, other))
+
+    return {torch.ops.aten.where.ScalarOther: where_scalar_other}
+
+
+def _without_aliases(ep):
+    """coremltools' EXIR frontend has no `aten.alias` (a no-op slice such as CLIP's `position_ids[:, :77]` leaves
+    one): each is replaced by its input, which is what it returns."""
+    import torch
+
+    graph = ep.graph_module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target is torch.ops.aten.alias.default:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    ep.graph_module.recompile()
+    return ep
 
 
 def _compress(model, precision: str):
@@ -113,17 +137,29 @@ def decompressed_state_dict(artifact_or_dir, reference: dict) -> dict:
     return out
 
 
+INPUT_TEXTS = {"x": "c_in(σ)·x, float32 [B,C,H,W]", "t": "c_noise(σ), float32 [B] (the model's own time input)",
+               "label": "class index int32 [B]; num_classes means unconditional",
+               "w": "guidance scale float32 [B] (1 = none), one call per step",
+               "ids": "CLIP token ids int32 [B, max_length]", "context": "text-encoder hidden states float32 [B, L, D]",
+               "z": "latents divided by the VAE scaling factor, float32 [B,C,h,w]"}
+COMPONENT_OUTPUTS = {"text_encoder": "last hidden states [B, L, D]", "unet": "ε, v or x0 [B,C,h,w] (the scheduler's "
+                     "prediction type)", "vae_decoder": "image [B,3,H,W] in [-1, 1]"}
+
+
 def _describe(model, header: artifact.Header) -> None:
     """Author, licence, version, input/output descriptions and the artifact fields as user metadata."""
     opts = header.options
     model.author, model.license, model.version = opts["author"], opts["license"], opts["version"]
-    model.short_description = "edgediff denoiser network F(x, t, label) (EDM preconditioning runs on the host)"
-    texts = {"x": "c_in(σ)·x, float32 [B,C,H,W]", "t": "c_noise(σ) = log(σ)/4, float32 [B]",
-             "label": "class index int32 [B]; num_classes means unconditional",
-             "w": "guidance scale float32 [B] (1 = none), one call per step"}
+    component = inputs.component_of(header.spec)
+    if component is None:
+        model.short_description = "edgediff denoiser network F(x, t, label) (EDM preconditioning runs on the host)"
+        output = "F [B,C,H,W] (fp16 or fp32); D = c_skip·x + c_out·F on the host"
+    else:
+        model.short_description = f"edgediff text-to-image component: {component}"
+        output = COMPONENT_OUTPUTS[component]
     for name in header.spec:
-        model.input_description[name] = texts[name]
-    model.output_description[OUTPUT] = "F [B,C,H,W] (fp16 or fp32); D = c_skip·x + c_out·F on the host"
+        model.input_description[name] = INPUT_TEXTS[name]
+    model.output_description[OUTPUT] = output
     fields = {"backend": header.backend, "precision": header.precision, "precond": header.precond,
               "sampler_defaults": header.sampler_defaults, "num_classes": header.num_classes,
               "spec": {k: [list(s), d] for k, (s, d) in header.spec.items()}, "source_key": header.key}

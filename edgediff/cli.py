@@ -180,7 +180,7 @@ def _print_pipeline(manifest: dict, out: Path) -> None:
         print(f"{name}: {c['backend']} {c['precision']}, parity {db}, converted in {c['convert_s']:.1f} s "
               f"(peak RSS {c['peak_rss_mb']:.0f} MB)")
     e2e = manifest["end_to_end"]
-    check = f"{e2e['psnr_db']:.1f} dB vs eager" if "psnr_db" in e2e else e2e["skipped"]
+    check = f"{e2e['psnr_db']:.1f} dB vs eager" if "psnr_db" in e2e else f"check skipped: {e2e['skipped']}"
     print(f"text-to-image pipeline artifact in {out}: image {check} ({manifest['name']})")
 
 

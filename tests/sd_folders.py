@@ -13,8 +13,11 @@ from edgediff.format.clip_tokenizer import write_clip_tokenizer
 LATENT = 8  # latent side; the two-level VAE doubles it (16×16 images)
 
 
-def sd_pipeline(path: Path, *, prediction: str = "epsilon", scheduler: str = "DDIMScheduler") -> Path:
-    """An SD 1.x-style StableDiffusionPipeline folder (SD 2.x-style with prediction='v_prediction')."""
+def sd_pipeline(path: Path, *, prediction: str = "epsilon", scheduler: str = "DDIMScheduler", vae: str = "kl",
+                lcm: bool = False) -> Path:
+    """An SD 1.x-style StableDiffusionPipeline folder (SD 2.x-style with prediction='v_prediction'; TAESD decoder
+    with vae='tiny'; a LatentConsistencyModelPipeline with an LCMScheduler and a guidance-embedding UNet with
+    lcm=True)."""
     import diffusers
     import transformers
 
@@ -26,17 +29,28 @@ def sd_pipeline(path: Path, *, prediction: str = "epsilon", scheduler: str = "DD
     unet = diffusers.UNet2DConditionModel(
         sample_size=LATENT, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8)
-    vae = diffusers.AutoencoderKL(
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8, time_cond_proj_dim=16 if lcm else None)
+    vae = tiny_vae() if vae == "tiny" else diffusers.AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), norm_num_groups=4,
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
     config = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type=prediction)
-    if scheduler == "DDIMScheduler":
-        config.update(clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    sched = getattr(diffusers, scheduler)(**config)
+    if not lcm:
+        config.update(steps_offset=1)
+    if scheduler == "DDIMScheduler" and not lcm:
+        config.update(clip_sample=False, set_alpha_to_one=False)
+    sched = getattr(diffusers, "LCMScheduler" if lcm else scheduler)(**config)
     tokenizer = transformers.CLIPTokenizer.from_pretrained(write_clip_tokenizer(path.parent / f"{path.name}-tok"))
-    pipe = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
-                                             scheduler=sched, safety_checker=None, feature_extractor=None,
-                                             requires_safety_checker=False)
+    cls = diffusers.LatentConsistencyModelPipeline if lcm else diffusers.StableDiffusionPipeline
+    pipe = cls(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=sched, safety_checker=None,
+               feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(path)
     return path
+
+
+def tiny_vae():
+    """A two-block AutoencoderTiny (TAESD-style): latents 8×8 → 16×16 images, like the AutoencoderKL above."""
+    import diffusers
+
+    torch.manual_seed(1)
+    return diffusers.AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                                     num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1))

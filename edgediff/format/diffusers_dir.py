@@ -9,10 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgediff.errors import EdgediffError, ModelFileError
+from edgediff.errors import EdgediffError, InputError, ModelFileError
 from edgediff.format import jsonfile
 
 INDEX_FILE, CONFIG_FILE, SCHEDULER_FILE = "model_index.json", "config.json", "scheduler_config.json"
+# the VP schedulers (a betas table) edgediff reads, and the sampler each one maps to
+SCHEDULERS = {"DDIMScheduler": "euler", "EulerDiscreteScheduler": "euler", "HeunDiscreteScheduler": "heun",
+              "DPMSolverMultistepScheduler": "dpmpp_2m", "DDPMScheduler": "dpmpp_2m", "PNDMScheduler": "dpmpp_2m",
+              "EulerAncestralDiscreteScheduler": "euler_ancestral", "DPMSolverSinglestepScheduler": "dpmpp_2m",
+              "UniPCMultistepScheduler": "dpmpp_2m", "LMSDiscreteScheduler": "dpmpp_2m",
+              "LCMScheduler": "lcm"}
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 UNET_CLASS = "UNet2DModel"
 SUPPORTED = ("a diffusers pixel-space pipeline folder (model_index.json naming a UNet2DModel unet/ and a scheduler/, "
@@ -59,8 +65,8 @@ def _pipeline(path: Path) -> DiffusersFolder:
     parts = {k: v for k, v in index.items() if not k.startswith("_")}
     latent = [p for p in LATENT_PARTS if parts.get(p) and parts[p] != [None, None]]
     if "text_encoder" in latent:
-        raise ModelFileError(f"{path} is a {cls} (text-to-image): `edgediff sample --prompt` and `edgediff info` "
-                             f"read it, other verbs do not yet; they expect {SUPPORTED}")
+        raise ModelFileError(f"{path} is a {cls} (text-to-image): `edgediff convert`, `sample --prompt` and `info` "
+                             f"read it, this verb does not yet; it expects {SUPPORTED}")
     if latent:
         raise ModelFileError(f"{path} is a {cls} with {', '.join(latent)}: latent pipelines without a text encoder "
                              f"are not read; expected {SUPPORTED}")
@@ -107,3 +113,13 @@ def read_json(file: Path) -> dict:
     if not isinstance(data, dict):
         raise ModelFileError(f"{file} holds {type(data).__name__}; expected a JSON object")
     return data
+
+
+def read_scheduler(file: Path) -> tuple[str, dict]:
+    """A scheduler_config.json's class name and dict, or a one-line InputError when edgediff does not read it."""
+    config = read_json(file)
+    name = config.get("_class_name")
+    if name not in SCHEDULERS:
+        raise InputError(f"{file}: scheduler {name!r} is not supported; expected one of {', '.join(SCHEDULERS)} "
+                         f"(VP schedules with a betas table)")
+    return name, config

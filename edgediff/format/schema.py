@@ -23,7 +23,7 @@ MAX_STR = 4096
 DEFAULT_INT = 1 << 20  # range of an int field that RANGES does not mention (new fields)
 # The samplers an artifact's sampler_defaults may name: the host-side sampling contract an app implements
 # (edgediff.sampling.samplers.SAMPLERS holds one function per name; a test keeps the two equal).
-SAMPLER_NAMES = ("euler", "heun", "dpmpp_2m", "consistency")
+SAMPLER_NAMES = ("euler", "heun", "dpmpp_2m", "consistency", "lcm", "euler_ancestral")
 _IDENT = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 

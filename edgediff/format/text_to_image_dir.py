@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgediff.errors import ModelFileError
-from edgediff.format.diffusers_dir import INDEX_FILE, SCHEDULER_FILE, WEIGHTS, read_json
+from edgediff.format.diffusers_dir import INDEX_FILE, SCHEDULER_FILE, WEIGHTS, read_json, read_scheduler
 
 PIPELINES = ("StableDiffusionPipeline", "LatentConsistencyModelPipeline")
 SUPPORTED = ("a diffusers text-to-image pipeline folder (model_index.json of a StableDiffusionPipeline or "
@@ -80,6 +80,7 @@ def locate(path) -> TextToImageFolder:
     if not ((tok / "tokenizer.json").is_file() or ((tok / "vocab.json").is_file() and (tok / "merges.txt").is_file())):
         raise ModelFileError(f"{tok} has neither tokenizer.json nor vocab.json + merges.txt; expected a CLIP BPE "
                              f"tokenizer's files")
+    read_scheduler(path / "scheduler" / SCHEDULER_FILE)  # an unsupported scheduler fails before any weights load
     return TextToImageFolder(root=path, pipeline=cls, classes=classes)
 
 

@@ -6,6 +6,8 @@ import importlib.util
 import platform
 
 from edgediff.converters import base
+from edgediff.format import pipeline_manifest, text_to_image_dir
+from edgediff.measure import info_text_to_image
 from edgediff.models import checkpoint
 from edgediff.models.unet import count_params, flops_per_step
 
@@ -13,7 +15,10 @@ TOOLS = {"prune": "torch_pruning"}  # optional non-backend extras
 
 
 def describe(model: str) -> dict:
-    """Params, GFLOPs per network call (batch 1) and weight file size of one model directory."""
+    """Params, GFLOPs per network call (batch 1) and weight file size of one model directory (per component for a
+    text-to-image folder or pipeline artifact)."""
+    if text_to_image_dir.is_text_to_image(model) or pipeline_manifest.is_pipeline(model):
+        return info_text_to_image.describe(model)
     md = checkpoint.load(model, weights=False)
     weights = md.weights_file
     c = md.unet
@@ -48,6 +53,9 @@ def backend_rows() -> list[dict]:
 def format_table(rows: list[dict]) -> str:
     lines = [f"{'model':<14}{'params':>10}{'GFLOPs/step':>13}{'res':>6}{'classes':>9}{'weights':>11}"]
     for r in rows:
+        if r.get("kind") == "text_to_image":
+            lines += info_text_to_image.format_rows(r)
+            continue
         w = f"{r['weights_mb']:.1f} MB" if r["weights_mb"] is not None else "untrained"
         lines.append(f"{r['name']:<14}{r['params'] / 1e6:>9.2f}M{r['gflops_per_step']:>13.3f}{r['resolution']:>6}"
                      f"{r['classes']:>9}{w:>11}  {r.get('source', '')}")

@@ -17,15 +17,11 @@ import torch
 from edgediff.errors import EdgediffWarning, InputError, ModelFileError, require
 from edgediff.format import diffusers_dir
 from edgediff.format.configs import UNetConfig
+from edgediff.format.diffusers_dir import SCHEDULERS
 from edgediff.format.precond import PREDICTIONS, VPPreconditioning
 from edgediff.models.export_friendly import make_export_friendly
 
 # scheduler class → the host sampler that integrates the same ODE (DDIM = Euler in σ-space, Song et al. 2021)
-SCHEDULERS = {"DDIMScheduler": "euler", "EulerDiscreteScheduler": "euler", "HeunDiscreteScheduler": "heun",
-              "DPMSolverMultistepScheduler": "dpmpp_2m", "DDPMScheduler": "dpmpp_2m", "PNDMScheduler": "dpmpp_2m",
-              "EulerAncestralDiscreteScheduler": "euler", "DPMSolverSinglestepScheduler": "dpmpp_2m",
-              "UniPCMultistepScheduler": "dpmpp_2m", "LMSDiscreteScheduler": "dpmpp_2m",
-              "LCMScheduler": "dpmpp_2m"}
 DEFAULT_SCHEDULER = "DDPMScheduler"  # what diffusers' DDPMPipeline trains with; assumed (and said) when none is found
 STEPS = 20  # recommended steps: the scheduler's own timesteps at this count
 CLASS_EMBEDS = (None, "timestep")  # class_embed_type values that take integer class ids
@@ -177,14 +173,15 @@ def _scheduler(diffusers, folder: diffusers_dir.DiffusersFolder):
         _note(f"{folder.root} has no scheduler_config.json (beside it or in ../scheduler): assumed diffusers' default "
               f"{DEFAULT_SCHEDULER} (linear betas 1e-4..0.02, 1000 steps, epsilon); the artifact records it")
         return getattr(diffusers, DEFAULT_SCHEDULER)(), True
-    file = folder.scheduler / diffusers_dir.SCHEDULER_FILE
-    config = diffusers_dir.read_json(file)
-    name = config.get("_class_name")
-    if name not in SCHEDULERS:
-        raise InputError(f"{file}: scheduler {name!r} is not supported; expected one of {', '.join(SCHEDULERS)} "
-                         f"(VP schedules with a betas table)")
-    try:  # from the dict our hardened reader returned: no second, unchecked read of the file
-        return getattr(diffusers, name).from_config(config), False
+    return build_scheduler(diffusers, folder.scheduler / diffusers_dir.SCHEDULER_FILE), False
+
+
+def build_scheduler(diffusers, file: Path):
+    """The diffusers scheduler a scheduler_config.json describes, built from the dict our hardened reader returned
+    (no second, unchecked read of the file); a one-line error for an unsupported or unreadable one."""
+    name, config = diffusers_dir.read_scheduler(file)
+    try:
+        return getattr(diffusers, name).from_config(config)
     except (OSError, ValueError, TypeError, KeyError, NotImplementedError) as e:
         raise ModelFileError(f"{file}: unreadable {name} config ({type(e).__name__}: {e})") from None
 

@@ -12,19 +12,19 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from edgediff.errors import InputError, ModelFileError, require
 from edgediff.format import text_to_image_dir
-from edgediff.format.diffusers_dir import SCHEDULER_FILE, read_json
+from edgediff.format.diffusers_dir import SCHEDULER_FILE
 from edgediff.format.precond import PREDICTIONS, VPPreconditioning
-from edgediff.models.diffusers import SCHEDULERS, scheduler_sigmas
+from edgediff.models.diffusers import SCHEDULERS, build_scheduler, scheduler_sigmas
 from edgediff.models.export_friendly import make_export_friendly
 
 STEPS = {"LatentConsistencyModelPipeline": 4}  # recommended steps where a pipeline's scheduler wants few
 DEFAULT_STEPS, DEFAULT_GUIDANCE = 20, 7.5
+LCM_GUIDANCE = 8.5  # LatentConsistencyModelPipeline's default guidance_scale (embedded, not classifier-free)
 
 
 class TextEncoder(torch.nn.Module):
@@ -112,7 +112,7 @@ def _load(folder, diffusers, transformers) -> TextToImageParts:
         root / "unet", use_safetensors=True, low_cpu_mem_usage=False))
     vae = _read("vae", lambda: getattr(diffusers, folder.classes["vae"]).from_pretrained(
         root / "vae", use_safetensors=True, low_cpu_mem_usage=False))
-    scheduler = _scheduler(diffusers, root / "scheduler")
+    scheduler = build_scheduler(diffusers, root / "scheduler" / SCHEDULER_FILE)
     prediction = scheduler.config.get("prediction_type", "epsilon")
     if prediction not in PREDICTIONS:
         raise InputError(f"{root / 'scheduler'}: prediction_type {prediction!r}; expected one of {PREDICTIONS}")
@@ -121,7 +121,7 @@ def _load(folder, diffusers, transformers) -> TextToImageParts:
     embed = unet.config.time_cond_proj_dim is not None
     steps = STEPS.get(folder.pipeline, DEFAULT_STEPS)
     defaults = {"sampler": SCHEDULERS[type(scheduler).__name__], "steps": steps,
-                "guidance": 8.0 if embed else DEFAULT_GUIDANCE}
+                "guidance": LCM_GUIDANCE if embed else DEFAULT_GUIDANCE}
     size = unet.config.sample_size
     size = size if isinstance(size, int) else size[0]
     return TextToImageParts(
@@ -162,18 +162,6 @@ def _quiet(library):
         log.set_verbosity(level)
         if bar:
             log.enable_progress_bar()
-
-
-def _scheduler(diffusers, folder: Path):
-    file = folder / SCHEDULER_FILE
-    config = read_json(file)
-    name = config.get("_class_name")
-    if name not in SCHEDULERS:
-        raise InputError(f"{file}: scheduler {name!r} is not supported; expected one of {', '.join(SCHEDULERS)}")
-    try:
-        return getattr(diffusers, name).from_config(config)
-    except (ValueError, TypeError, KeyError, NotImplementedError) as e:
-        raise ModelFileError(f"{file}: unreadable {name} config ({type(e).__name__}: {e})") from None
 
 
 def _read(name: str, build):

@@ -46,9 +46,10 @@ class TextToImage:
 
     def generate(self, *, prompt, negative_prompt=None, n: int = 1, seed: int = 0, steps: int | None = None,
                  guidance: float | None = None, sampler: str | None = None, latents: np.ndarray | None = None,
-                 progress: bool = False) -> np.ndarray:
+                 noise: Callable[[tuple], np.ndarray] | None = None, progress: bool = False) -> np.ndarray:
         """Images float32 [n, 3, H, W] in [-1, 1] for `prompt` (a string). What is left None is the pipeline's
-        recommendation; `latents` (VP space, [n, C, h, w]) replaces the seeded initial noise."""
+        recommendation; `latents` (VP space, [n, C, h, w]) replaces the seeded initial noise and `noise(shape)` the
+        seeded noise of stochastic samplers (LCM, Euler ancestral), e.g. to reproduce another implementation."""
         prompt, negative = _text(prompt, "prompt"), None if negative_prompt is None else _text(
             negative_prompt, "negative prompt")
         d = self.sampler_defaults
@@ -77,7 +78,7 @@ class TextToImage:
                 den = classifier_free_guidance(den, make_denoiser(self.unet, self.precond, label=uncond), guidance)
         x = latents.astype(np.float64) * (1 + sigmas[0] ** 2) ** 0.5  # VP x_T → σ-space
         callback = _progress(steps) if progress else None
-        x = get_sampler(sampler)(den, x, sigmas, noise=lambda s: rng.standard_normal(s), callback=callback)
+        x = get_sampler(sampler)(den, x, sigmas, noise=noise or (lambda s: rng.standard_normal(s)), callback=callback)
         z = x / (1 + sigmas[-1] ** 2) ** 0.5  # σ-space → the scheduler's last VP latent
         return np.asarray(self.vae_decoder((z / self.scaling_factor).astype(np.float32)), dtype=np.float32)
 

@@ -89,11 +89,36 @@ def sample_consistency(denoiser, x, sigmas, *, noise=None, callback: Callback | 
     return x
 
 
+def sample_lcm(denoiser, x, sigmas, *, noise=None, callback: Callback | None = None):
+    """LCM multistep sampling (Luo et al. 2023, Algorithm 3): denoise, re-noise to exactly the next σ, repeat —
+    what diffusers' LCMScheduler does (its c_skip/c_out boundary terms are < 1e-7 away from D at its timesteps)."""
+    return sample_consistency(denoiser, x, sigmas, noise=noise, callback=callback, sigma_min=0.0)
+
+
+def sample_euler_ancestral(denoiser, x, sigmas, *, noise=None, callback: Callback | None = None):
+    """Euler ancestral sampling (η = 1; k-diffusion's sample_euler_ancestral, after Song et al. 2021): an Euler
+    step down to σ_down, then fresh noise up to σ_next, as diffusers' EulerAncestralDiscreteScheduler does."""
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:], strict=True)):
+        x0 = denoiser(x, s)
+        if callback:
+            callback(i, s, x, x0)
+        up = min(s_next, math.sqrt(max(s_next**2 * (s**2 - s_next**2) / s**2, 0.0)))
+        down = math.sqrt(max(s_next**2 - up**2, 0.0))
+        x = euler_step(x, x0, s, down)
+        if up > 0:
+            if noise is None:
+                raise InputError("sample_euler_ancestral needs noise=callable(shape)")
+            x = x + noise(x.shape) * up
+    return x
+
+
 SAMPLERS = {
     "euler": sample_euler,
     "heun": sample_heun,
     "dpmpp_2m": sample_dpmpp_2m,
     "consistency": sample_consistency,
+    "lcm": sample_lcm,
+    "euler_ancestral": sample_euler_ancestral,
 }
 
 

@@ -35,6 +35,6 @@ def schedule(sampler: str, steps: int, *, sigma_min: float = 0.002, sigma_max: f
     """
     if sigmas is not None:
         return check_sigmas(sigmas, steps)
-    if sampler == "consistency":
+    if sampler in ("consistency", "lcm"):
         return karras_sigmas(steps + 1, sigma_min=sigma_min, sigma_max=sigma_max)[:-2] + [0.0]
     return karras_sigmas(steps, sigma_min=sigma_min, sigma_max=sigma_max)

@@ -1,0 +1,81 @@
+"""`edgediff info` on a text-to-image folder or pipeline artifact: one row per component, read from files only
+(parameter counts from the safetensors headers, so a 1 B-parameter folder is described without loading it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgediff.format import artifact, pipeline_manifest, text_to_image_dir
+from edgediff.format.diffusers_dir import SCHEDULER_FILE, read_json
+
+FOLDER_PARTS = {"text_encoder": "text_encoder", "unet": "unet", "vae_decoder": "vae"}
+
+
+def describe(path) -> dict:
+    """A row for a diffusers text-to-image folder or an edgediff pipeline artifact (ModelFileError otherwise)."""
+    path = Path(path)
+    if pipeline_manifest.is_pipeline(path):
+        return _artifact(path)
+    return _folder(path)
+
+
+def _folder(path: Path) -> dict:
+    folder = text_to_image_dir.locate(path)
+    components = {}
+    for name, part in FOLDER_PARTS.items():
+        files = sorted((path / part).glob("*.safetensors"))
+        components[name] = {"class": folder.classes[part], "params": sum(_params(f) for f in files),
+                            "weights_mb": round(sum(f.stat().st_size for f in files) / 1e6, 2)}
+    unet = read_json(path / "unet" / "config.json")
+    sched = read_json(path / "scheduler" / SCHEDULER_FILE)
+    size = unet.get("sample_size")
+    size = size[0] if isinstance(size, list) else size
+    return {"kind": "text_to_image", "name": path.resolve().name, "path": str(path), "source":
+            f"diffusers {folder.pipeline}, {sched.get('_class_name')}, {sched.get('prediction_type', 'epsilon')}",
+            "latent_shape": [unet.get("in_channels"), size, size],
+            "guidance_embed": unet.get("time_cond_proj_dim") is not None, "components": components}
+
+
+def _artifact(path: Path) -> dict:
+    m = pipeline_manifest.read(path)
+    components = {}
+    for name, c in m["components"].items():
+        art = artifact.read(path / c["dir"])
+        components[name] = {"backend": c["backend"], "precision": c["precision"], "parity_db": c["parity_db"],
+                            "size_mb": round(art.size_bytes / 1e6, 2), "convert_s": c["convert_s"],
+                            "peak_rss_mb": c["peak_rss_mb"], "inputs": {k: list(s) for k, (s, _) in art.spec.items()}}
+    return {"kind": "text_to_image", "name": m["name"], "path": str(path), "source": f"edgediff pipeline artifact "
+            f"({m['pipeline']})", "latent_shape": m["latent_shape"], "guidance_embed": m["guidance_embed"],
+            "sampler_defaults": m["sampler_defaults"], "end_to_end": m.get("end_to_end"), "components": components}
+
+
+def _params(file: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(file), "np") as f:
+        for key in f.keys():
+            n = 1
+            for d in f.get_slice(key).get_shape():
+                n *= d
+            total += n
+    return total
+
+
+def format_rows(row: dict) -> list[str]:
+    """Table lines for one text-to-image row (under the pixel models' header)."""
+    params = sum(c.get("params", 0) for c in row["components"].values())
+    lines = [f"{row['name']:<14}{f'{params / 1e6:.2f}M' if params else '-':>10}"
+             f"{'':>13}{'latent ' + 'x'.join(map(str, row['latent_shape'])):>16}  {row['source']}"]
+    for name, c in row["components"].items():
+        if "backend" in c:
+            db = "not measured here" if c["parity_db"] is None else f"{c['parity_db']:.1f} dB"
+            lines.append(f"  {name:<13} {c['backend']} {c['precision']}, {c['size_mb']:.2f} MB, parity {db}, "
+                         f"converted in {c['convert_s']:.1f} s (peak RSS {c['peak_rss_mb']:.0f} MB)")
+        else:
+            lines.append(f"  {name:<13} {c['class']}, {c['params'] / 1e6:.2f}M params, {c['weights_mb']:.2f} MB")
+    e2e = row.get("end_to_end")
+    if e2e:
+        lines.append(f"  image check   {e2e['psnr_db']:.1f} dB vs eager" if "psnr_db" in e2e
+                     else f"  image check   skipped: {e2e['skipped']}")
+    return lines

@@ -1,0 +1,239 @@
+"""Text-to-image latent pipelines (#17): tiny random-weight Stable Diffusion-family folders built from config in the
+tests (tests/sd_folders.py, a real CLIP BPE tokenizer), read, sampled and converted on every backend.
+
+The reference is diffusers itself: StableDiffusionPipeline / LatentConsistencyModelPipeline with the same prompt,
+initial latents (and, for LCM, the same per-step noise) must give edgediff's eager images to ≤ 1e-4 relative error.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import edgediff
+from edgediff.converters import parity
+from edgediff.errors import EdgediffError, EdgediffWarning, InputError
+from tests.sd_folders import sd_pipeline
+from tests.test_cli import assert_one_line_error, run
+
+diffusers = pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+
+RTOL = 1e-4
+PROMPT, NEGATIVE = "a red apple on a wooden table", "blurry"
+FOLDERS = {  # name: sd_pipeline options
+    "sd1-ddim": {},
+    "sd1-dpm": {"scheduler": "DPMSolverMultistepScheduler"},
+    "sd2-v": {"prediction": "v_prediction"},
+    "sd1-taesd": {"vae": "tiny"},
+    "lcm": {"lcm": True},
+}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("t2i")
+    return {name: sd_pipeline(root / name, **opts) for name, opts in FOLDERS.items()}
+
+
+def reference(folder, *, steps, guidance, negative=None, latents, step_noise=None) -> np.ndarray:
+    """diffusers' own pipeline output in [0, 1], NHWC (what `output_type='np'` returns)."""
+    cls = diffusers.LatentConsistencyModelPipeline if step_noise is not None else diffusers.StableDiffusionPipeline
+    pipe = cls.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    kw = {} if step_noise is not None else {"negative_prompt": negative}
+    gen = torch.Generator().manual_seed(7)
+    out = pipe(PROMPT, num_inference_steps=steps, guidance_scale=guidance, latents=torch.from_numpy(latents),
+               generator=gen, output_type="np", **kw).images
+    return out
+
+
+def lcm_step_noise(steps: int, shape) -> list[np.ndarray]:
+    """The per-step noise LCMScheduler.step draws from the pipeline's generator once the latents are given."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    gen = torch.Generator().manual_seed(7)
+    return [randn_tensor(shape, generator=gen).numpy() for _ in range(steps - 1)]
+
+
+def as_np_image(images: np.ndarray) -> np.ndarray:
+    return np.clip(images / 2 + 0.5, 0, 1).transpose(0, 2, 3, 1)
+
+
+def rel(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("guidance", [1.0, 7.5], ids=["no-guidance", "cfg-negative"])
+@pytest.mark.parametrize("name", ["sd1-ddim", "sd1-dpm", "sd2-v", "sd1-taesd"])
+def test_eager_equals_diffusers_pipeline(folders, name, guidance):
+    pipe = edgediff.load(folders[name])
+    latents = np.random.default_rng(0).standard_normal((1, *pipe.latent_shape)).astype(np.float32)
+    negative = NEGATIVE if guidance > 1 else None
+    ref = reference(folders[name], steps=10, guidance=guidance, negative=negative, latents=latents)
+    ours = pipe.generate(prompt=PROMPT, negative_prompt=negative, steps=10, guidance=guidance, latents=latents)
+    assert ours.shape == (1, 3, 16, 16)
+    assert rel(as_np_image(ours), ref) <= RTOL
+
+
+def test_lcm_equals_diffusers_lcm_pipeline(folders):
+    pipe = edgediff.load(folders["lcm"])
+    d = pipe.sampler_defaults
+    assert pipe.guidance_embed and d["sampler"] == "lcm" and d["steps"] == 4 and d["guidance"] == 8.5
+    latents = np.random.default_rng(0).standard_normal((1, *pipe.latent_shape)).astype(np.float32)
+    noises = iter(lcm_step_noise(4, latents.shape))
+    ref = reference(folders["lcm"], steps=4, guidance=8.5, latents=latents, step_noise=True)
+    ours = pipe.generate(prompt=PROMPT, latents=latents, noise=lambda shape: next(noises))
+    assert rel(as_np_image(ours), ref) <= RTOL
+    with pytest.raises(InputError, match="embeds the guidance scale"):
+        pipe.generate(prompt=PROMPT, negative_prompt="blurry")
+
+
+def test_long_prompts_are_truncated_with_a_warning_as_diffusers_does(folders):
+    pipe = edgediff.load(folders["sd1-ddim"])
+    long = " ".join(["apple"] * 100)
+    with pytest.warns(EdgediffWarning, match="truncated"):
+        ids = pipe.tokenize([long])
+    assert ids.shape == (1, 77) and ids[0, 0] == 49406 and ids[0, -1] == 49407
+    assert pipe.tokenize(["a red apple"])[0, :5].tolist() == [49406, 320, 736, 3055, 49407]  # OpenAI's CLIP BPE ids
+
+
+# ------------------------------------------------------------------------------------------ convert and sample
+BACKENDS = ["openvino", "executorch", "coreml"]
+
+
+@pytest.fixture(scope="module")
+def artifacts(folders, tmp_path_factory):
+    """{backend: pipeline artifact of the SD 1.x DDIM folder} (converted once per module, on first use)."""
+    root, made = tmp_path_factory.mktemp("t2i-art"), {}
+
+    def get(backend):
+        if backend not in made:
+            made[backend] = root / backend
+            edgediff.convert(folders["sd1-ddim"], backend=backend, out=made[backend])
+        return made[backend]
+
+    return get
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_pipeline_converts_to_a_parity_gated_artifact_and_samples(folders, artifacts, tmp_path, backend):
+    pytest.importorskip({"executorch": "executorch", "openvino": "openvino", "coreml": "coremltools"}[backend])
+    from edgediff.format import artifact, pipeline_manifest
+
+    out = artifacts(backend)
+    m = pipeline_manifest.read(out)
+    for name, c in m["components"].items():
+        art = artifact.read(out / c["dir"])  # each component is an ordinary hash-checked artifact
+        assert art.backend == backend and all(-1 not in s for s, _ in art.spec.values())  # static shapes
+        assert c["convert_s"] > 0 and c["peak_rss_mb"] > 0
+        if backend != "coreml":
+            assert c["parity_db"] >= parity.MIN_DB, (name, c)
+        if backend == "executorch":
+            assert art.op_coverage["islands"] <= 3, (name, art.op_coverage)
+    assert m["sigmas"]["20"][-1] == pytest.approx(edgediff.load(folders["sd1-ddim"]).sigmas_for(20)[-1])
+    if backend == "coreml":
+        assert "skipped" in m["end_to_end"]
+        pytest.skip("Core ML prediction needs macOS: the pipeline is converted and validated here, not sampled")
+    assert m["end_to_end"]["psnr_db"] >= 30
+    png = tmp_path / "apple.png"
+    res = run("sample", "--model", str(out), "--prompt", PROMPT, "--negative-prompt", NEGATIVE, "--steps", "4",
+              "--seed", "0", "--out", str(png), "--quiet")
+    assert res.returncode == 0 and png.stat().st_size > 0, res.stderr
+    ours = edgediff.load(out).generate(prompt=PROMPT, seed=3, steps=4)
+    eager = edgediff.load(folders["sd1-ddim"]).generate(prompt=PROMPT, seed=3, steps=4)
+    assert parity.psnr_db(eager, ours) >= 30
+
+
+def test_sample_prompt_and_info_on_the_folder_itself(folders, tmp_path):
+    png = tmp_path / "eager.png"
+    res = run("sample", "--model", str(folders["sd1-ddim"]), "--prompt", PROMPT, "--steps", "3", "--out", str(png),
+              "--quiet")
+    assert res.returncode == 0 and png.is_file(), res.stderr
+    res = run("info", "--model", str(folders["sd1-ddim"]), "--json")
+    row = json.loads(res.stdout)[0]
+    assert res.returncode == 0 and row["kind"] == "text_to_image" and row["latent_shape"] == [4, 8, 8]
+    assert {c["class"] for c in row["components"].values()} == {"CLIPTextModel", "UNet2DConditionModel",
+                                                              "AutoencoderKL"}
+    assert row["components"]["text_encoder"]["params"] > 1e6  # 49408 × 32 token embeddings
+
+
+def test_a_tampered_tokenizer_or_component_is_refused(artifacts, tmp_path):
+    pytest.importorskip("openvino")
+    src = artifacts("openvino")
+    for rel_file in ("tokenizer/tokenizer_config.json", "unet/artifact.json"):
+        art = tmp_path / rel_file.split("/")[0]
+        shutil.copytree(src, art)
+        with open(art / rel_file, "a") as f:
+            f.write(" ")
+        with pytest.raises(EdgediffError, match="sha256 differs"):
+            edgediff.load(art)
+        res = run("sample", "--model", str(art), "--prompt", "x", "--out", str(tmp_path / "x.png"))
+        assert_one_line_error(res, "sha256 differs")
+        assert not (tmp_path / "x.png").exists()
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def _drop(folder, part):
+    shutil.rmtree(folder / part)
+
+
+def _edit_index(**changes):
+    def edit(folder, _):
+        index = json.loads((folder / "model_index.json").read_text())
+        index.update(changes)
+        (folder / "model_index.json").write_text(json.dumps(index))
+    return edit
+
+
+def _scheduler(folder, _):
+    f = folder / "scheduler" / "scheduler_config.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "_class_name": "FlowMatchEulerDiscreteScheduler"}))
+
+
+def _tokenizer_files(folder, _):
+    for f in ("tokenizer.json", "vocab.json", "merges.txt"):
+        (folder / "tokenizer" / f).unlink(missing_ok=True)
+
+
+BAD = {
+    "missing vae": (lambda f, _: _drop(f, "vae"), "vae has no config.json"),
+    "missing tokenizer files": (_tokenizer_files, "neither tokenizer.json nor vocab.json + merges.txt"),
+    "unknown pipeline": (_edit_index(_class_name="KandinskyPipeline"), "'KandinskyPipeline'; expected a diffusers "
+                                                                      "text-to-image pipeline folder"),
+    "SDXL": (_edit_index(_class_name="StableDiffusionXLPipeline", text_encoder_2=["transformers", "CLIPTextModel"]),
+             "SDXL-style pipelines (two text encoders) are not supported yet"),
+    "unknown scheduler": (_scheduler, "scheduler 'FlowMatchEulerDiscreteScheduler' is not supported"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_folders_are_one_line_errors_with_nothing_written(folders, tmp_path, case):
+    edit, fragment = BAD[case]
+    bad = tmp_path / "bad"
+    shutil.copytree(folders["sd1-ddim"], bad)
+    edit(bad, None)
+    for args, out in ((("convert", "--backend", "openvino"), tmp_path / "art"),
+                      (("sample", "--prompt", "a cat"), tmp_path / "cat.png")):
+        res = run(*args, "--model", str(bad), "--out", str(out))
+        assert_one_line_error(res, fragment)
+        assert not out.exists()
+
+
+def test_bad_prompts_are_one_line_errors(folders, tmp_path):
+    pipe = edgediff.load(folders["sd1-ddim"])
+    with pytest.raises(InputError, match="prompt must be text"):
+        pipe.generate(prompt=["a", "b"])
+    with pytest.raises(InputError, match="negative prompt must be text"):
+        pipe.generate(prompt="a", negative_prompt=3)
+    out = tmp_path / "x.png"
+    res = run("sample", "--model", str(folders["lcm"]), "--prompt", "a cat", "--negative-prompt", "blurry",
+              "--out", str(out))
+    assert_one_line_error(res, "embeds the guidance scale")
+    assert not out.exists()
+    res = run("sample", "--model", str(folders["sd1-ddim"]), "--out", str(out))
+    assert_one_line_error(res, "give it --prompt TEXT")
