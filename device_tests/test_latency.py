@@ -51,7 +51,7 @@ def _on_host(art: artifact.Artifact, target: str, reference) -> bench.Record:
     from edgediff.measure.bench_worker import measure_in_child
 
     device = None if target == "host" else target
-    record = measure_in_child(art.path, device=device, warmup=WARMUP, iters=ITERS)
+    [record] = measure_in_child(art.path, device=device, warmup=WARMUP, iters=ITERS)
     options = {"openvino": {"device": target}, "coreml": {"device": target}}.get(art.backend, {})
     runner = converters.get(art.backend).load(art, **options)
     return dataclasses.replace(record, parity_db=_parity_db(runner, reference, art))

@@ -237,3 +237,21 @@ def test_bad_prompts_are_one_line_errors(folders, tmp_path):
     assert not out.exists()
     res = run("sample", "--model", str(folders["sd1-ddim"]), "--out", str(out))
     assert_one_line_error(res, "give it --prompt TEXT")
+
+
+def test_bench_writes_per_component_and_per_image_rows(folders, artifacts, tmp_path):
+    pytest.importorskip("openvino")
+    records = edgediff.bench([folders["sd1-ddim"], artifacts("openvino")], out=tmp_path / "r", warmup=0, iters=2,
+                             progress=False)
+    names = [(r.model, r.backend) for r in records]
+    assert names == [(f"sd1-ddim:{c}", b) for b in ("eager",) for c in ("text_encoder", "unet", "vae_decoder")] + [
+        ("sd1-ddim", "eager")] + [(f"sd1-ddim:{c}", "openvino") for c in ("text_encoder", "unet", "vae_decoder")] + [
+        ("sd1-ddim", "openvino")]
+    image = records[-1]
+    assert image.image_ms > 0 and image.calls_per_image == 2 * 20  # the recommended 20 steps, CFG: two UNet calls
+    assert image.sampler == {"name": "euler", "steps": 20, "guidance": 7.5} and image.peak_rss_mb > 0
+    assert records[5].step["p50"] > 0 and records[5].calls_per_image == 40 and records[4].calls_per_image == 2
+    report = (tmp_path / "r" / "report.md").read_text().splitlines()
+    table = [line for line in report if line.startswith("|")]
+    assert len(table) == 2 + len(records) and len({line.count("|") for line in table}) == 1
+    assert (tmp_path / "r" / "latency.png").is_file() and (tmp_path / "r" / "pareto.png").is_file()

@@ -16,6 +16,7 @@ from edgediff.converters import base
 from edgediff.errors import EdgediffError, InputError
 from edgediff.format import artifact, model_dir
 from edgediff.format.files import file_sha256
+from edgediff.measure import target_pipeline
 from edgediff.measure.bench_worker import measure_in_child
 from edgediff.measure.latency import host, peak_gflops
 from edgediff.measure.record import Record
@@ -25,6 +26,8 @@ from edgediff.measure.target import describe, measure_target, skipped
 
 def baseline_model(targets: list) -> str | None:
     """The model dir behind the targets: a model-dir target, else the artifacts' shipped source model."""
+    if any(target_pipeline.is_pipeline(t) for t in targets):
+        return None  # a text-to-image folder is benched as a target of its own (its eager rows)
     for target in targets:
         if not (Path(target) / artifact.ARTIFACT_FILE).is_file():
             return None  # a model dir is itself a target (and the eager baseline)
@@ -47,7 +50,10 @@ def run(targets, *, out_dir, device: str | None = None, threads: int | None = No
         raise InputError("bench needs at least one model or artifact directory")
     if fid and fid < 2:
         raise InputError(f"--fid needs at least 2 samples, got {fid}")
-    backends = {t: describe(t)["backend"] for t in targets}  # every target is checked before anything runs
+    backends = {t: "eager" if target_pipeline.is_pipeline(t) else describe(t)["backend"] for t in targets}
+    for t in targets:  # every target is checked before anything runs
+        if target_pipeline.is_pipeline(t):
+            target_pipeline.describe(t)
     if compare is not None:
         read_rows(compare)
     first = baseline_model(targets)
@@ -64,16 +70,22 @@ def run(targets, *, out_dir, device: str | None = None, threads: int | None = No
         if bar is not None:
             bar.set_postfix_str(f"{backends[tg]} {Path(tg).name}")
         kw = {"device": device if base.get(backends[tg]).takes_device else None, "threads": threads,
-              "warmup": warmup, "iters": iters, "fid": fid}
+              "warmup": warmup, "iters": iters}
+        if target_pipeline.is_pipeline(tg):  # one row per component + the prompt → image row
+            kw["device"] = device
+            rows_ = target_pipeline.skipped(tg, device=device)
+            records += rows_ or (measure_in_child(tg, **kw) if isolate else target_pipeline.measure_pipeline(tg, **kw))
+            continue
         row = skipped(tg, device=kw["device"])  # a target that cannot run here: no subprocess, a marked row
-        records.append(row or (measure_in_child(tg, **kw) if isolate else measure_target(tg, **kw)))
+        records += [row] if row else measure_in_child(tg, fid=fid, **kw) if isolate else [
+            measure_target(tg, fid=fid, **kw)]
     write_report(records, Path(out_dir), compare=compare)
     return records
 
 
 def _eager(records: list[Record], model: str | None = None) -> Record | None:
     return next((r for r in records if r.backend == "eager" and r.precision == "fp32" and r.step
-                 and (model is None or r.model == model)), None)
+                 and (model is None or r.model == model) and (model is not None or r.image_ms)), None)
 
 
 def rows(records: list[Record]) -> list[dict]:

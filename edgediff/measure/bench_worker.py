@@ -32,8 +32,10 @@ def _reason(stderr: str) -> str:
 
 
 def measure_in_child(target, *, device: str | None = None, threads: int | None = None, warmup: int = 3,
-                     iters: int = 20, fid: int = 0, timeout: float | None = None) -> Record:
-    """`target.measure_target` in a fresh Python process; its Record, with that process's own peak RSS."""
+                     iters: int = 20, fid: int = 0, timeout: float | None = None) -> list[Record]:
+    """`target.measure_target` (or `target_pipeline.measure_pipeline`) in a fresh Python process; its Records (one
+    for a model or artifact, one per component + the image row for a text-to-image pipeline), with that process's
+    own peak RSS."""
     env = dict(os.environ) | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
     with tempfile.TemporaryDirectory(prefix="edgediff-bench-") as tmp:
         out = Path(tmp) / "record.json"
@@ -45,11 +47,11 @@ def measure_in_child(target, *, device: str | None = None, threads: int | None =
         if proc.returncode != 0 or not out.is_file():
             raise EdgediffError(f"bench of {target} failed in its subprocess (exit {proc.returncode}): "
                                 f"{_reason(proc.stderr)}")
-        return Record.from_dict(json.loads(out.read_text()))
+        return [Record.from_dict(d) for d in json.loads(out.read_text())]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Measure one target (`target.measure_target`, isolated) and write its Record as JSON to --out."""
+    """Measure one target (isolated) and write its Records as a JSON list to --out."""
     p = argparse.ArgumentParser(prog="python -m edgediff.measure.bench_worker", description=__doc__)
     p.add_argument("target")
     p.add_argument("--out", required=True, help="file to write the Record to (JSON)")
@@ -59,15 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--fid", type=int, default=0)
     a = p.parse_args(argv)
-    from edgediff.measure.target import measure_target  # the runtimes load in this fresh process only
+    from edgediff.measure import target_pipeline  # the runtimes load in this fresh process only
+    from edgediff.measure.target import measure_target
 
     try:
-        rec = measure_target(a.target, device=a.device, threads=a.threads, warmup=a.warmup, iters=a.iters,
-                             fid=a.fid, isolated=True)
+        kw = {"device": a.device, "threads": a.threads, "warmup": a.warmup, "iters": a.iters, "isolated": True}
+        if target_pipeline.is_pipeline(a.target):
+            recs = target_pipeline.measure_pipeline(a.target, **kw)
+        else:
+            recs = [measure_target(a.target, fid=a.fid, **kw)]
     except EdgediffError as e:
         print(f"{ERROR_PREFIX}{e}", file=sys.stderr)
         return 2
-    write_text(Path(a.out), json.dumps(rec.to_dict()))
+    write_text(Path(a.out), json.dumps([r.to_dict() for r in recs]))
     return 0
 
 

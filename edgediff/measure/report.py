@@ -175,7 +175,7 @@ def bench_markdown(table: list[dict], host: dict, peak: float | None) -> str:
 def _cells(r: dict, fid: bool) -> list:
     head = [r.get("model") or "–", r["backend"], r["precision"], r["device"], r["batch"]]
     if r.get("skipped"):
-        return head + ["–", "–", f"skipped: {r['skipped']}", "–", "–", "–", "–", "–", _fmt(r["size_mb"]), "–",
+        return head + ["–", "–", f"skipped: {r['skipped']}", "–", "–", "–", "–", _fmt(r["size_mb"]), "–",
                        _fmt(r.get("parity_db"), ".1f"), *(["–"] if fid else []), "–", "–", "–"]
     return head + [_fmt(r.get("threads"), "d"), _fmt(r["load_ms"], ".0f"), _fmt(r["step"]["p50"]),
                    _fmt(r["step"]["p90"]), _steps(r), _fmt(r["image_ms"], ".1f"),
