@@ -21,7 +21,7 @@ from edgediff.converters.base import ModuleBackend, not_measured
 from edgediff.converters.xnnpack_rewrites import xnnpack_friendly_decompositions
 from edgediff.errors import EdgediffError, InputError, require
 from edgediff.format import artifact
-from edgediff.format.inputs import SpecRunner, prepare_inputs
+from edgediff.format.inputs import SpecRunner, calibration_inputs
 
 MODEL_FILE = "model.pte"
 PRECISIONS = ("fp32", "int8")
@@ -93,10 +93,13 @@ def _quantize_int8(net, ep, spec: artifact.InputSpec, calibration):
 
     def annotate_all_but_sensitive(model):  # set_module_name(..., None) is unsupported: drop those annotations
         model = annotate(model)
+        dropped = set()
         for node in model.graph.nodes:
             stack = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
             if any(_top(path) in KEEP_FLOAT for path in stack) or _is_float_op(node):
                 node.meta.pop("quantization_annotation", None)
+                dropped.add(node)
+        _drop_shared_with(model.graph, dropped)
         return model
 
     quantizer.annotate = annotate_all_but_sensitive
@@ -104,11 +107,33 @@ def _quantize_int8(net, ep, spec: artifact.InputSpec, calibration):
     classes = net.config.num_classes if "label" in spec else 0
     with torch.no_grad():
         for x, t, label, w in calibration.batches(spec["x"][0][0]):
-            inputs = prepare_inputs(spec, classes, x, t, label if classes else None,
-                                             w if "w" in spec else None)
+            inputs = calibration_inputs(spec, classes, x, t, label, w)
             model(*(torch.from_numpy(v) for v in inputs.values()))
     model = pt2e.convert_pt2e(model)
     return torch.export.export(model, build.example_inputs(spec))
+
+
+def _drop_shared_with(graph, dropped: set) -> None:
+    """Annotations that share a quantization spec with a node left in float (a cross-attention UNet's `add` after
+    a dropped one) are dropped too, until none refers to a float node: prepare_pt2e cannot resolve a share with
+    nothing (torchao KeyError in _find_root_edge_or_node)."""
+    while True:
+        more = set()
+        for node in graph.nodes:
+            ann = node.meta.get("quantization_annotation")
+            if ann is None:
+                continue
+            specs = [*ann.input_qspec_map.values(), ann.output_qspec]
+            refs = [getattr(q, "edge_or_node", None) for q in specs if q is not None]
+            nodes = {r if not isinstance(r, tuple) else r[0] for r in refs if r is not None} | {
+                r[1] for r in refs if isinstance(r, tuple)}
+            if nodes & dropped:
+                more.add(node)
+        if not more:
+            return
+        for node in more:
+            node.meta.pop("quantization_annotation", None)
+        dropped |= more
 
 
 def _top(path: str) -> str:

@@ -17,7 +17,7 @@ from edgediff.converters import calibration as calibrate
 from edgediff.converters.base import ModuleBackend
 from edgediff.errors import InputError, require
 from edgediff.format import artifact
-from edgediff.format.inputs import SpecRunner, prepare_inputs
+from edgediff.format.inputs import SpecRunner, calibration_inputs
 
 MODEL_FILE = "model.xml"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "w8")
@@ -70,9 +70,7 @@ def _quantize_int8(model, header: artifact.Header, calibration):
     """NNCF post-training static int8 (weights + activations) fed the calibration inputs in spec order."""
     nncf = require("nncf", "openvino")
     batch = header.spec["x"][0][0]
-    items = [list(prepare_inputs(header.spec, header.num_classes, x, t,
-                                          label if header.num_classes else None,
-                                          w if "w" in header.spec else None).values())
+    items = [list(calibration_inputs(header.spec, header.num_classes, x, t, label, w).values())
              for x, t, label, w in calibration.batches(batch)]
     return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), model_type=nncf.ModelType.TRANSFORMER,
                          ignored_scope=nncf.IgnoredScope(patterns=list(KEEP_FLOAT), validate=False))

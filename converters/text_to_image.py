@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgediff.converters import base, parity
-from edgediff.errors import InputError
+from edgediff.errors import ConversionError, EdgediffError, InputError
 from edgediff.format import pipeline_manifest
 from edgediff.format.files import file_sha256
 
@@ -27,6 +27,9 @@ PROMPTS = ("a red apple on a table", "a photo of a cat")  # record the component
 CHECK_PROMPT, CHECK_SEED = "a small house by a lake", 0  # the end-to-end check's prompt and seed
 MAX_STEPS = 50  # the manifest carries the scheduler's σ list for 1..MAX_STEPS steps (no diffusers on the host)
 UNET_PARITY = 6  # recorded UNet calls the gate runs on (spread over the trajectory)
+BACKENDS = ("openvino", "executorch", "coreml")  # those whose pipeline conversion is tested (LiteRT: not yet)
+NOT_YET = {("executorch", "int8"): "ExecuTorch int8 of a cross-attention UNet is not supported yet (XNNPACK's "
+           "channels-last pass fails on its quantized graph in executorch 1.5.1); expected fp32, or OpenVINO int8"}
 
 
 def convert_pipeline(folder, backend: str, out, *, precision="fp32", progress: bool = False, **options):
@@ -36,19 +39,14 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", progress: b
     from edgediff.models import text_to_image
     from edgediff.runtime.text_to_image import from_parts, open_artifact
 
-    precisions = component_choices(precision, "precision", default="fp32")
     be = base.get(backend)
-    for name, p in precisions.items():
-        if p not in be.precisions:
-            raise InputError(f"unknown {backend} precision {p!r} for {name}; expected one of "
-                             f"{', '.join(be.precisions)}")
-        if p in be.calibrated:
-            raise InputError(f"{name}: {backend} {p} needs calibration, which text-to-image components do not take "
-                             f"yet; expected one of {', '.join(q for q in be.precisions if q not in be.calibrated)}")
+    if backend not in BACKENDS:
+        raise InputError(f"text-to-image pipelines convert for {', '.join(BACKENDS)}; {backend} does not take them yet")
+    precisions = _precisions(precision, be, backend)
     out = Path(out)
     parts = text_to_image.load(folder)
     eager = from_parts(parts)
-    recorded = record_inputs(eager, parts.sampler_defaults)
+    recorded, calibration = record_inputs(eager, parts.sampler_defaults)
     reference = eager.generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
     components = {}
     for name in COMPONENTS:
@@ -58,9 +56,17 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", progress: b
         started = time.perf_counter()
         if progress:
             print(f"converting {name} for {backend} ({precisions[name]}) …", flush=True)
-        art = be.convert(net, spec, out / name, precision=precisions[name], precond=parts.precond,
-                         sampler_defaults={}, source={"model": parts.folder.root.name, "component": name},
-                         **options)
+        calib = calibration if precisions[name] in be.calibrated else None
+        try:
+            art = be.convert(net, spec, out / name, precision=precisions[name], calibration=calib,
+                             precond=parts.precond, sampler_defaults={},
+                             source={"model": parts.folder.root.name, "component": name}, **options)
+        except EdgediffError:
+            raise
+        except Exception as e:  # a converter's own failure: one line naming the component, never a traceback
+            reason = (str(e).splitlines() or [""])[0][:200]
+            raise ConversionError(f"{name}: {backend} {precisions[name]} conversion failed ({type(e).__name__}: "
+                                  f"{reason}); nothing was written for it") from e
         components[name] = {"dir": name, "backend": backend, "precision": art.precision,
                             "parity_db": art.parity_db, "sha256": file_sha256(art.path / "artifact.json"),
                             "convert_s": round(time.perf_counter() - started, 2), "peak_rss_mb": _peak_rss()}
@@ -84,6 +90,27 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", progress: b
     return manifest
 
 
+def _precisions(precision, be, backend: str) -> dict:
+    """Per-component precisions. One calibrated name for the whole pipeline (int8) is hybrid, as optimum-intel's
+    is: activations quantized in the UNet only, the text encoder and decoder weight-compressed (w8) where the
+    backend has that, else fp32. A calibrated precision named for another component is refused."""
+    if isinstance(precision, str) and "=" not in precision and precision in be.calibrated:
+        rest = next((q for q in ("w8",) if q in be.precisions), "fp32")
+        precision = {"unet": precision, "text_encoder": rest, "vae_decoder": rest}
+    precisions = component_choices(precision, "precision", default="fp32")
+    for name, p in precisions.items():
+        if p not in be.precisions:
+            raise InputError(f"unknown {backend} precision {p!r} for {name}; expected one of "
+                             f"{', '.join(be.precisions)}")
+        if (backend, p) in NOT_YET:
+            raise InputError(f"{name}: {NOT_YET[backend, p]}")
+        if p in be.calibrated and name != "unet":
+            raise InputError(f"{name}: {backend} {p} quantizes activations, which only the UNet takes (calibrated on "
+                             f"its own trajectories); expected one of "
+                             f"{', '.join(q for q in be.precisions if q not in be.calibrated)}")
+    return precisions
+
+
 def component_choices(value, what: str, *, default) -> dict:
     """One value for every component, or {component: value} / 'unet=int8,text_encoder=fp16' (others: default)."""
     if isinstance(value, str) and "=" in value:
@@ -97,8 +124,9 @@ def component_choices(value, what: str, *, default) -> dict:
     return dict.fromkeys(COMPONENTS, value)
 
 
-def record_inputs(pipe, defaults: dict) -> dict[str, list[tuple[np.ndarray, ...]]]:
-    """Every component's inputs while the eager pipeline draws PROMPTS (its recommended steps and guidance)."""
+def record_inputs(pipe, defaults: dict):
+    """Every component's inputs while the eager pipeline draws PROMPTS (its recommended steps and guidance): the
+    parity inputs per component (UNET_PARITY UNet calls spread over the trajectories) and the UNet calibration."""
     seen = {name: [] for name in COMPONENTS}
 
     def recording(name, fn):
@@ -116,7 +144,16 @@ def record_inputs(pipe, defaults: dict) -> dict[str, list[tuple[np.ndarray, ...]
         rec.generate(prompt=prompt, seed=seed)
     unet = seen["unet"]
     pick = np.unique(np.linspace(0, len(unet) - 1, min(UNET_PARITY, len(unet))).round().astype(int))
-    return {**seen, "unet": [unet[i] for i in pick]}
+    return {**seen, "unet": [unet[i] for i in pick]}, _calibration(unet)
+
+
+def _calibration(calls):
+    """Every recorded UNet call as calibration data (the text context rides in the label slot)."""
+    from edgediff.converters.calibration import Calibration
+
+    stack = [np.concatenate(column) for column in zip(*calls, strict=True)]
+    return Calibration(stack[0], stack[1], stack[2], source="pipeline trajectories",
+                       w=stack[3] if len(stack) > 3 else None)
 
 
 def _names(name: str, net) -> tuple[str, ...]:

@@ -175,10 +175,14 @@ def _convert(a):
 
 
 def _print_pipeline(manifest: dict, out: Path) -> None:
+    from edgediff.converters.parity import ungated_note
+
     for name, c in manifest["components"].items():
         db = "not measured here" if c["parity_db"] is None else f"{c['parity_db']:.1f} dB"
         print(f"{name}: {c['backend']} {c['precision']}, parity {db}, converted in {c['convert_s']:.1f} s "
               f"(peak RSS {c['peak_rss_mb']:.0f} MB)")
+        if note := ungated_note(c["precision"], c["parity_db"]):
+            print(f"edgediff convert: warning: {name}: {note}", file=sys.stderr)
     e2e = manifest["end_to_end"]
     check = f"{e2e['psnr_db']:.1f} dB vs eager" if "psnr_db" in e2e else f"check skipped: {e2e['skipped']}"
     print(f"text-to-image pipeline artifact in {out}: image {check} ({manifest['name']})")

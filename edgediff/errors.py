@@ -13,6 +13,10 @@ class InputError(EdgediffError, ValueError):
     """An argument or array has the wrong shape, dtype, range or value."""
 
 
+class ConversionError(EdgediffError):
+    """A backend's converter failed on a network it was given (the message names the component and the reason)."""
+
+
 class EdgediffWarning(UserWarning):
     """Something edgediff assumed or left out that the user should know (the CLI prints it as one line)."""
 

@@ -255,3 +255,39 @@ def test_bench_writes_per_component_and_per_image_rows(folders, artifacts, tmp_p
     table = [line for line in report if line.startswith("|")]
     assert len(table) == 2 + len(records) and len({line.count("|") for line in table}) == 1
     assert (tmp_path / "r" / "latency.png").is_file() and (tmp_path / "r" / "pareto.png").is_file()
+
+
+def test_openvino_int8_is_hybrid_and_recorded_with_a_warning(folders, tmp_path):
+    pytest.importorskip("openvino")
+    from edgediff.format import pipeline_manifest
+
+    out = tmp_path / "int8"
+    res = run("convert", "--model", str(folders["sd1-ddim"]), "--backend", "openvino", "--precision", "int8",
+              "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    comps = pipeline_manifest.read(out)["components"]
+    assert {n: c["precision"] for n, c in comps.items()} == {"text_encoder": "w8", "unet": "int8",
+                                                             "vae_decoder": "w8"}
+    assert all(c["parity_db"] is not None for c in comps.values())
+    art = edgediff.load(out)
+    assert art.generate(prompt=PROMPT, steps=2).shape == (1, 3, 16, 16)
+    if comps["unet"]["parity_db"] < parity.MIN_DB:  # written anyway, and said so
+        assert "recorded, not gated" in res.stderr
+    res = run("convert", "--model", str(folders["sd1-ddim"]), "--backend", "openvino", "--precision",
+              "text_encoder=int8", "--out", str(tmp_path / "bad"))
+    assert_one_line_error(res, "quantizes activations, which only the UNet takes")
+    res = run("convert", "--model", str(folders["sd1-ddim"]), "--backend", "executorch", "--precision", "int8",
+              "--out", str(tmp_path / "bad"))
+    assert_one_line_error(res, "ExecuTorch int8 of a cross-attention UNet is not supported yet")
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_compress_report_compares_int8_images_with_fp32(folders, tmp_path):
+    pytest.importorskip("openvino")
+    res = run("compress-report", "--model", str(folders["sd1-ddim"]), "--out", str(tmp_path / "cr"), "--quiet")
+    assert res.returncode == 0, res.stderr
+    rows = [line.split("|")[1:-1] for line in (tmp_path / "cr" / "compression.md").read_text().splitlines()
+            if line.startswith("| openvino")]
+    int8 = next(r for r in rows if "int8" in r[1])
+    assert float(int8[5]) > 20 and float(int8[6]) > 20  # image dB vs openvino fp32 and vs eager

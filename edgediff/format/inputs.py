@@ -145,3 +145,11 @@ def check_component_inputs(spec: InputSpec, arrays) -> dict[str, np.ndarray]:
             raise InputError(f"{name} contains NaN or Inf; expected finite values")
         out[name] = np.ascontiguousarray(a)
     return out
+
+
+def calibration_inputs(spec: InputSpec, num_classes: int, x, t, label, w=None) -> dict[str, np.ndarray]:
+    """One calibration batch in spec order: a denoiser's (x, t, label, w), or a text-to-image UNet's, whose
+    calibration carries the text context in the label slot."""
+    if component_of(spec) == "unet":
+        return check_component_inputs(spec, [x, t, label] + ([w] if "w" in spec else []))
+    return prepare_inputs(spec, num_classes, x, t, label if num_classes else None, w if "w" in spec else None)
