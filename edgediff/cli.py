@@ -77,6 +77,8 @@ def _compress_report(a):
 def _pipeline(a):
     from edgediff.workflow import pipeline
 
+    if text_to_image_dir.is_text_to_image(a.model):
+        return _pipeline_text_to_image(a)
     recipe = pipeline.Recipe(config=a.config, train_steps=a.train_steps, prune=a.prune, prune_steps=a.prune_steps,
                              distill_steps=a.distill_steps, threads=a.threads)
     targets = a.targets.split(",") if a.targets else None
@@ -85,6 +87,20 @@ def _pipeline(a):
                       n=a.n)
     stages = a.stages.split(",") if a.stages else pipeline.STAGES
     result = pipeline.run(p, stages=stages, progress=not a.quiet)
+    print(f"done: {result}")
+
+
+def _pipeline_text_to_image(a):
+    from edgediff.workflow import pipeline_text_to_image
+
+    for flag, value in (("--config", a.config), ("--prune", a.prune or None), ("--distill-steps",
+                                                                             a.distill_steps or None)):
+        if value is not None:
+            raise InputError(f"{flag} is not taken with a text-to-image folder (its pipeline converts, samples and "
+                             f"benches the folder as it is)")
+    targets = a.targets.split(",") if a.targets else None
+    stages = a.stages.split(",") if a.stages else None
+    result = pipeline_text_to_image.run(a.model, Path(a.out), targets=targets, stages=stages, progress=not a.quiet)
     print(f"done: {result}")
 
 

@@ -291,3 +291,20 @@ def test_compress_report_compares_int8_images_with_fp32(folders, tmp_path):
             if line.startswith("| openvino")]
     int8 = next(r for r in rows if "int8" in r[1])
     assert float(int8[5]) > 20 and float(int8[6]) > 20  # image dB vs openvino fp32 and vs eager
+
+
+def test_pipeline_runs_the_whole_job_on_a_text_to_image_folder(folders, tmp_path):
+    pytest.importorskip("openvino")
+    out = tmp_path / "job"
+    args = ("pipeline", "--model", str(folders["sd1-ddim"]), "--out", str(out), "--targets", "openvino-fp32",
+            "--quiet")
+    res = run(*args)
+    assert res.returncode == 0, res.stderr
+    readme = (out / "README.md").read_text()
+    assert "| openvino-fp32 | unet | openvino | fp32 |" in readme and "dB vs eager" in readme
+    assert (out / "grids" / "eager.png").is_file() and (out / "grids" / "openvino-fp32.png").is_file()
+    assert "sd1-ddim:unet" in (out / "bench" / "report.md").read_text()
+    stamp = (out / ".stages" / "convert.json").read_text()
+    assert run(*args).returncode == 0 and (out / ".stages" / "convert.json").read_text() == stamp  # cached
+    assert_one_line_error(run("pipeline", "--model", str(folders["sd1-ddim"]), "--out", str(tmp_path / "x"),
+                              "--prune", "0.5"), "--prune is not taken with a text-to-image folder")

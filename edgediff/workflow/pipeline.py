@@ -19,7 +19,7 @@ from pathlib import Path
 from edgediff.converters import base
 from edgediff.converters.convert import convert_model
 from edgediff.errors import InputError, MissingDependencyError
-from edgediff.format import artifact, diffusers_dir, model_dir
+from edgediff.format import artifact, diffusers_dir, model_dir, pipeline_manifest, text_to_image_dir
 from edgediff.format import images as images_io
 from edgediff.format.files import write_text
 from edgediff.measure import bench
@@ -202,6 +202,11 @@ def _key(*parts) -> str:
             x = str(checkpoint.resolve(x))
         if (Path(x) / checkpoint.WEIGHTS_FILE).is_file():
             return artifact.file_sha256(Path(x) / checkpoint.WEIGHTS_FILE)
+        if text_to_image_dir.is_text_to_image(x):  # by every weights file and the scheduler's config
+            return [artifact.file_sha256(f) for f in sorted(Path(x).glob("*/*.safetensors"))] + [
+                artifact.file_sha256(Path(x) / "scheduler" / diffusers_dir.SCHEDULER_FILE)]
+        if pipeline_manifest.is_pipeline(x):  # pipeline.json holds every component's artifact.json sha256
+            return artifact.file_sha256(Path(x) / pipeline_manifest.MANIFEST_FILE)
         if diffusers_dir.is_diffusers(x):  # a diffusers folder counts by its UNet weights (+ where they are)
             return artifact.file_sha256(diffusers_dir.locate(x).unet / diffusers_dir.WEIGHTS)
         if (Path(x) / artifact.ARTIFACT_FILE).is_file():
