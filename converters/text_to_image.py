@@ -21,8 +21,8 @@ from edgediff.converters import base, parity
 from edgediff.errors import ConversionError, EdgediffError, InputError
 from edgediff.format import pipeline_manifest
 from edgediff.format.files import file_sha256
+from edgediff.format.pipeline_manifest import COMPONENTS, component_choices
 
-COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 PROMPTS = ("a red apple on a table", "a photo of a cat")  # record the components' inputs on these
 CHECK_PROMPT, CHECK_SEED = "a small house by a lake", 0  # the end-to-end check's prompt and seed
 MAX_STEPS = 50  # the manifest carries the scheduler's σ list for 1..MAX_STEPS steps (no diffusers on the host)
@@ -36,8 +36,8 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", progress: b
     """Convert every component of a text-to-image folder for `backend` into `out` (see the module docstring).
 
     `precision` is one name for every component or a {component: precision} dict (missing ones: fp32)."""
+    from edgediff.converters.pipeline_artifact import open_artifact
     from edgediff.models import text_to_image
-    from edgediff.runtime.text_to_image import from_parts, open_artifact
 
     be = base.get(backend)
     if backend not in BACKENDS:
@@ -45,7 +45,7 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", progress: b
     precisions = _precisions(precision, be, backend)
     out = Path(out)
     parts = text_to_image.load(folder)
-    eager = from_parts(parts)
+    eager = text_to_image.eager_pipeline(parts)
     recorded, calibration = record_inputs(eager, parts.sampler_defaults)
     reference = eager.generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
     components = {}
@@ -111,19 +111,6 @@ def _precisions(precision, be, backend: str) -> dict:
     return precisions
 
 
-def component_choices(value, what: str, *, default) -> dict:
-    """One value for every component, or {component: value} / 'unet=int8,text_encoder=fp16' (others: default)."""
-    if isinstance(value, str) and "=" in value:
-        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
-        value = {k.strip(): v.strip() for k, v in pairs}
-    if isinstance(value, dict):
-        unknown = sorted(set(value) - set(COMPONENTS))
-        if unknown:
-            raise InputError(f"unknown component(s) {', '.join(unknown)} in --{what}; expected {', '.join(COMPONENTS)}")
-        return {c: value.get(c, default) for c in COMPONENTS}
-    return dict.fromkeys(COMPONENTS, value)
-
-
 def record_inputs(pipe, defaults: dict):
     """Every component's inputs while the eager pipeline draws PROMPTS (its recommended steps and guidance): the
     parity inputs per component (UNET_PARITY UNet calls spread over the trajectories) and the UNet calibration."""
@@ -175,6 +162,6 @@ def _copy_tokenizer(src: Path, dest: Path) -> dict:
 
 
 def _peak_rss() -> float:
-    from edgediff.measure.latency import peak_rss_mb
+    from edgediff.converters.memory import peak_rss_mb
 
     return round(peak_rss_mb(), 1)

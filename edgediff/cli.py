@@ -122,8 +122,8 @@ def _train_metric(a):
 
 def _sample(a):
     from edgediff.format.configs import Request
-    from edgediff.runtime.text_to_image import TextToImage
     from edgediff.sampling.generate import recommended
+    from edgediff.sampling.text_to_image import TextToImage
 
     if a.prompt is not None or a.negative_prompt is not None:
         return _sample_prompt(a)
@@ -153,7 +153,7 @@ def _sample(a):
 
 
 def _sample_prompt(a):
-    from edgediff.runtime.text_to_image import TextToImage
+    from edgediff.sampling.text_to_image import TextToImage
 
     if a.prompt is None:
         raise InputError("--negative-prompt needs --prompt TEXT")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgediff.errors import ModelFileError
+from edgediff.errors import InputError, ModelFileError
 from edgediff.format import jsonfile
 from edgediff.format.artifact_schema import safe_name
 from edgediff.format.files import file_sha256, write_text
@@ -76,3 +76,16 @@ def _verify(root: Path, file: Path, rel: str, sha) -> None:
         raise ModelFileError(f"{file} names {rel}, which is missing; expected the whole pipeline artifact folder")
     if not isinstance(sha, str) or file_sha256(target) != sha:
         raise ModelFileError(f"{target}: sha256 differs from {file.name}'s; the pipeline artifact was modified")
+
+
+def component_choices(value, what: str, *, default) -> dict:
+    """One value for every component, or {component: value} / 'unet=int8,text_encoder=fp16' (others: default)."""
+    if isinstance(value, str) and "=" in value:
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(COMPONENTS))
+        if unknown:
+            raise InputError(f"unknown component(s) {', '.join(unknown)} in --{what}; expected {', '.join(COMPONENTS)}")
+        return {c: value.get(c, default) for c in COMPONENTS}
+    return dict.fromkeys(COMPONENTS, value)

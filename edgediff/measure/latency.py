@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgediff.converters.memory import peak_rss_mb  # noqa: F401  (re-exported for bench)
 from edgediff.errors import InputError
 
 
@@ -131,19 +131,3 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def peak_rss_mb() -> float:
-    """The peak resident set size of this process so far, in MB.
-
-    On Linux this is VmHWM of /proc/self/status: ru_maxrss survives fork and exec, so a child started by a large
-    parent would report the parent's size; VmHWM belongs to the process's own memory map. Elsewhere ru_maxrss
-    (bytes on macOS, KiB on other systems)."""
-    import resource
-
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    except (OSError, ValueError, IndexError):
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 1e6 if sys.platform == "darwin" else rss * 1024 / 1e6

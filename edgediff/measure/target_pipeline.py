@@ -18,7 +18,7 @@ from edgediff.format import artifact, pipeline_manifest, text_to_image_dir
 from edgediff.measure.latency import cpu_seconds, host, measure, peak_rss_mb
 from edgediff.measure.record import Record
 
-COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+COMPONENTS = pipeline_manifest.COMPONENTS
 PROMPT = "a red apple on a wooden table"
 
 

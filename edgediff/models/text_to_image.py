@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -131,6 +132,21 @@ def _load(folder, diffusers, transformers) -> TextToImageParts:
         scaling_factor=float(getattr(vae.config, "scaling_factor", 1.0) or 1.0),
         max_length=int(tokenizer.model_max_length), guidance_embed=embed, sampler_defaults=defaults,
         final_sigma=final_sigma(scheduler))
+
+
+def eager_pipeline(parts: TextToImageParts):
+    """The eager pipeline over loaded `models.text_to_image.TextToImageParts`."""
+    from edgediff.models.eager import ModuleRunner
+    from edgediff.sampling.text_to_image import TextToImage, tokenizer_fn
+
+    root = parts.folder.root
+    return TextToImage(name=Path(root).resolve().name, path=Path(root), backend="eager",
+                       tokenize=tokenizer_fn(parts.tokenizer, parts.max_length, Path(root).name),
+                       text_encoder=ModuleRunner(parts.text_encoder), unet=ModuleRunner(parts.unet),
+                       vae_decoder=ModuleRunner(parts.vae_decoder), precond=parts.precond,
+                       latent_shape=parts.latent_shape, scaling_factor=parts.scaling_factor,
+                       guidance_embed=parts.guidance_embed, sampler_defaults=parts.sampler_defaults,
+                       sigmas_for=lambda steps: sigmas(parts, steps))
 
 
 def sigmas(parts: TextToImageParts, steps: int) -> list[float]:

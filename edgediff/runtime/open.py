@@ -18,6 +18,7 @@ from edgediff.format.precond import Preconditioning
 from edgediff.models import checkpoint
 from edgediff.sampling.denoiser import Runner
 from edgediff.sampling.generate import generate, recommended, with_defaults
+from edgediff.sampling.static_batch import static_batch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,15 +86,13 @@ def open_model(target, *, backend: str = "auto", device: str | None = None, thre
         base.get(backend)  # an unknown name fails here, naming the known ones
     path = target.path if isinstance(target, Artifact | checkpoint.ModelDir) else Path(str(target))
     if not isinstance(target, Artifact | checkpoint.ModelDir) and pipeline_manifest.is_pipeline(path):
-        from edgediff.runtime.text_to_image import open_artifact
+        from edgediff.converters.pipeline_artifact import open_artifact
 
         return open_artifact(path, device=device, threads=threads)
     if not isinstance(target, Artifact | checkpoint.ModelDir) and text_to_image_dir.is_text_to_image(path):
         if backend not in ("auto", "eager"):
             raise InputError(f"{path} is a diffusers text-to-image folder: it runs on backend 'eager'")
-        from edgediff.runtime.text_to_image import open_folder
-
-        return open_folder(path, threads=threads)
+        return _open_folder(path, threads=threads)
     if isinstance(target, Artifact) or (path / artifact.ARTIFACT_FILE).is_file():
         art = artifact.read(path)
         if backend not in ("auto", art.backend):
@@ -128,23 +127,12 @@ def from_model(model, *, backend: str = "auto", request: Request, progress: bool
     return open_model(model, backend=backend, **(runtime_options or {})).sample(request, progress=progress)
 
 
-def static_batch(runner: Runner, batch: int) -> Runner:
-    """Serve any batch size from a Runner compiled for exactly `batch` (split, pad the tail, crop)."""
+def _open_folder(path, *, threads: int | None = None):
+    """The eager pipeline of a local diffusers text-to-image folder (the reference every backend is checked on)."""
+    import torch
 
-    class Run:
-        takes_guidance = getattr(runner, "takes_guidance", False)
+    from edgediff.models import text_to_image
 
-        def __call__(self, *arrays):  # (x, t[, label[, w]]) or a pipeline component's inputs
-            n = arrays[0].shape[0]
-            if n == batch:
-                return runner(*arrays)
-            pad = -n % batch
-
-            def padded(a):
-                return None if a is None else (np.concatenate([a, np.repeat(a[-1:], pad, 0)]) if pad else a)
-
-            parts = [padded(a) for a in arrays]
-            outs = [runner(*(None if a is None else a[i:i + batch] for a in parts)) for i in range(0, n + pad, batch)]
-            return np.concatenate(outs)[:n]
-
-    return Run()
+    if threads:
+        torch.set_num_threads(threads)
+    return text_to_image.eager_pipeline(text_to_image.load(path))
