@@ -42,6 +42,9 @@ def pytest_addoption(parser):
     parser.addoption("--benchmark-model", default=None,
                      help="LiteRT benchmark_model binary built for the phone (default: $EDGEDIFF_LITERT_BENCHMARK)")
     parser.addoption("--adb-serial", default=None, help="phone to use when `adb devices` lists several")
+    parser.addoption("--pipeline", default=None, help="a text-to-image pipeline artifact to test on the devices")
+    parser.addoption("--pipeline-folder", default=None,
+                     help="the diffusers folder --pipeline was converted from (the eager reference)")
     parser.addoption("--budgets", default=str(Path(__file__).with_name("budgets.toml")),
                      help="latency budgets TOML (per model/backend/device/precision)")
     parser.addoption("--report", default=None,
