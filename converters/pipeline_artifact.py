@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgediff.converters import base
-from edgediff.errors import InputError, require
+from edgediff.errors import InputError
 from edgediff.format import pipeline_manifest
+from edgediff.format.clip_tokenizer import load_tokenizer
 from edgediff.format.pipeline_manifest import component_choices
 from edgediff.format.precond import Preconditioning
 from edgediff.sampling.static_batch import static_batch
@@ -27,8 +28,7 @@ def open_artifact(path, *, manifest: dict | None = None, device=None, threads: i
         art_dir = path / c["dir"]
         runner = base.get(c["backend"]).load(art_dir, device=devices[name], threads=threads)
         runners[name] = static_batch(runner, runner.spec[next(iter(runner.spec))][0][0])
-    transformers = require("transformers", "diffusers")
-    tokenizer = transformers.CLIPTokenizer.from_pretrained(path / m["tokenizer"]["dir"])
+    tokenizer = load_tokenizer(path / m["tokenizer"]["dir"])
     sigmas = m["sigmas"]
 
     def sigmas_for(steps: int) -> list[float]:

@@ -128,7 +128,7 @@ def _sample(a):
     if a.prompt is not None or a.negative_prompt is not None:
         return _sample_prompt(a)
     if text_to_image_dir.is_text_to_image(a.model):
-        raise InputError(f"{a.model} is a text-to-image pipeline: give it --prompt TEXT")
+        raise InputError(f"{a.model} is a text-to-image pipeline: it expects --prompt TEXT")
     asked = {"n": 100 if a.n is None else a.n, "seed": a.seed, "sampler": a.sampler, "steps": a.steps,
              "guidance": a.guidance, "label": a.label, "batch_size": a.batch_size,
              "sigmas": _floats(a.sigmas, "--sigmas")}
@@ -137,7 +137,7 @@ def _sample(a):
     images_io.check_path(Path(a.out))  # a bad --out fails before anything is sampled
     model = edgediff.load(a.model, backend=a.backend, device=a.device, threads=a.threads)
     if isinstance(model, TextToImage):
-        raise InputError(f"{model.name} is a text-to-image pipeline: give it --prompt TEXT")
+        raise InputError(f"{model.name} is a text-to-image pipeline: it expects --prompt TEXT")
     request = recommended(model.sampler_defaults, **asked)
     if a.guidance == 1.0 and not model.num_classes:
         print(f"edgediff sample: warning: {model.name} is unconditional; --guidance 1 changes nothing", file=sys.stderr)

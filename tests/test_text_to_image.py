@@ -236,7 +236,7 @@ def test_bad_prompts_are_one_line_errors(folders, tmp_path):
     assert_one_line_error(res, "embeds the guidance scale")
     assert not out.exists()
     res = run("sample", "--model", str(folders["sd1-ddim"]), "--out", str(out))
-    assert_one_line_error(res, "give it --prompt TEXT")
+    assert_one_line_error(res, "it expects --prompt TEXT")
 
 
 def test_bench_writes_per_component_and_per_image_rows(folders, artifacts, tmp_path):
@@ -308,3 +308,42 @@ def test_pipeline_runs_the_whole_job_on_a_text_to_image_folder(folders, tmp_path
     assert run(*args).returncode == 0 and (out / ".stages" / "convert.json").read_text() == stamp  # cached
     assert_one_line_error(run("pipeline", "--model", str(folders["sd1-ddim"]), "--out", str(tmp_path / "x"),
                               "--prune", "0.5"), "--prune is not taken with a text-to-image folder")
+
+
+VARIANTS = [pytest.param(name, backend, marks=() if (name, backend) == ("lcm", "openvino") else pytest.mark.slow,
+                         id=f"{name}-{backend}")
+            for name in ("lcm", "sd2-v", "sd1-taesd") for backend in ("openvino", "executorch")]
+
+
+@pytest.mark.parametrize("name, backend", VARIANTS)
+def test_lcm_v_prediction_and_taesd_pipelines_convert_and_match_eager(folders, tmp_path, name, backend):
+    pytest.importorskip(backend)
+    from edgediff.format import pipeline_manifest
+
+    out = tmp_path / "art"
+    edgediff.convert(folders[name], backend=backend, out=out)
+    m = pipeline_manifest.read(out)
+    assert all(c["parity_db"] >= parity.MIN_DB for c in m["components"].values())
+    assert m["end_to_end"]["psnr_db"] >= 30 and ("w" in json.loads(
+        (out / "unet" / "artifact.json").read_text())["spec"]) == (name == "lcm")  # LCM: guidance is an input
+    eager = edgediff.load(folders[name]).generate(prompt=PROMPT, seed=1)
+    assert parity.psnr_db(eager, edgediff.load(out).generate(prompt=PROMPT, seed=1)) >= 30
+
+
+@pytest.mark.parametrize("form", ["tokenizer.json", "vocab.json + merges.txt, SD 2 pad '!'"])
+def test_the_tokenizer_is_built_from_its_files_as_from_pretrained_builds_it(folders, tmp_path, form):
+    import transformers
+
+    from edgediff.format.clip_tokenizer import load_tokenizer, write_clip_tokenizer
+
+    folder = folders["sd1-ddim"] / "tokenizer"
+    if form != "tokenizer.json":
+        folder = write_clip_tokenizer(tmp_path / "tok")
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            f = folder / name
+            f.write_text(json.dumps({**json.loads(f.read_text()), "pad_token": "!"}))
+    prompts = ["a red apple", "A  Photo of a CAT!!, 4k", "naïve café — 東京 🍎", " ".join(["apple"] * 90), ""]
+    ours, ref = load_tokenizer(folder), transformers.CLIPTokenizer.from_pretrained(folder)
+    kw = {"padding": "max_length", "max_length": 77, "truncation": True}
+    assert ours(prompts, **kw).input_ids == ref(prompts, **kw).input_ids
+    assert ours.pad_token_id == ref.pad_token_id == (49407 if form == "tokenizer.json" else 0)

@@ -59,3 +59,35 @@ def write_clip_tokenizer(dest: str | os.PathLike, *, max_length: int = MAX_LENGT
         {"tokenizer_class": "CLIPTokenizer", "model_max_length": max_length, "do_lower_case": True,
          "errors": "replace", "clean_up_tokenization_spaces": False, **special}, indent=2))
     return dest
+
+
+def load_tokenizer(folder) -> object:
+    """A transformers CLIPTokenizer built from a tokenizer folder's own files — tokenizer.json, or vocab.json +
+    merges.txt — and its tokenizer_config.json, each read as JSON/text through edgediff's hardened reader (no
+    `from_pretrained`: nothing in the folder is executed or unpickled)."""
+    from edgediff.errors import ModelFileError, require
+    from edgediff.format.jsonfile import read_json
+
+    transformers = require("transformers", "diffusers")
+    folder = Path(folder)
+    config = read_json(folder / "tokenizer_config.json")
+    special = read_json(folder / "special_tokens_map.json") if (folder / "special_tokens_map.json").is_file() else {}
+    special = {**config, **special}  # the map wins, as transformers reads it
+    kw = {k: _token(special[k]) for k in ("bos_token", "eos_token", "pad_token", "unk_token") if special.get(k)}
+    if (folder / "tokenizer.json").is_file():
+        model = read_json(folder / "tokenizer.json", max_bytes=64 << 20).get("model") or {}
+        vocab, merges = model.get("vocab"), model.get("merges")
+        merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in merges or []]
+    else:
+        vocab = read_json(folder / "vocab.json", max_bytes=64 << 20)
+        lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
+        merges = [tuple(ln.split(" ", 1)) for ln in lines if ln and not ln.startswith("#version")]
+    if not isinstance(vocab, dict) or not merges:
+        raise ModelFileError(f"{folder}: no BPE vocab and merges found; expected a CLIP tokenizer's files")
+    tokenizer = transformers.CLIPTokenizer(vocab=vocab, merges=merges, **kw)
+    tokenizer.model_max_length = int(config.get("model_max_length") or MAX_LENGTH)
+    return tokenizer
+
+
+def _token(value) -> str:
+    return value.get("content", "") if isinstance(value, dict) else str(value)

@@ -18,6 +18,7 @@ import torch
 
 from edgediff.errors import InputError, ModelFileError, require
 from edgediff.format import text_to_image_dir
+from edgediff.format.clip_tokenizer import load_tokenizer
 from edgediff.format.diffusers_dir import SCHEDULER_FILE
 from edgediff.format.precond import PREDICTIONS, VPPreconditioning
 from edgediff.models.diffusers import SCHEDULERS, build_scheduler, scheduler_sigmas
@@ -106,7 +107,7 @@ def load(path) -> TextToImageParts:
 
 def _load(folder, diffusers, transformers) -> TextToImageParts:
     root = folder.root
-    tokenizer = _read("tokenizer", lambda: transformers.CLIPTokenizer.from_pretrained(root / "tokenizer"))
+    tokenizer = _read("tokenizer", lambda: load_tokenizer(root / "tokenizer"))
     encoder = _read("text_encoder", lambda: transformers.CLIPTextModel.from_pretrained(
         root / "text_encoder", use_safetensors=True, attn_implementation="eager"))  # matmul attention: no SDPA
     unet = _read("unet", lambda: diffusers.UNet2DConditionModel.from_pretrained(
