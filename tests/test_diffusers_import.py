@@ -100,13 +100,13 @@ def test_eager_sampler_equals_diffusers_ddim_pipeline_itself(folders):
 
 
 # -------------------------------------------------------------------------------- convert, sample, bench, info
-# The default run converts five of the cells (every backend, both forms, all four kinds, fp32 and int8); the whole
+# The default run converts four of the cells (every backend, both forms, all four kinds, fp32 and int8; ExecuTorch
+# int8 of a diffusers UNet, 94 s here, runs under -m slow with the rest); the whole
 # cross product {kind} × {pipeline, bare unet} × {backend × precision} is `-m slow` (48 conversions).
 CELLS = [(k, w, b, q) for k in KINDS for w in ("pipeline", "bare unet")
          for b, q in (("executorch", "fp32"), ("openvino", "fp32"), ("coreml", "fp32"), ("executorch", "int8"),
                       ("openvino", "int8"), ("coreml", "w8"))]
 DEFAULT = {(("class", "epsilon"), "pipeline", "executorch", "fp32"),
-           (("class", "epsilon"), "pipeline", "executorch", "int8"),
            (("uncond", "v_prediction"), "bare unet", "openvino", "fp32"),
            (("uncond", "epsilon"), "bare unet", "openvino", "int8"),
            (("class", "v_prediction"), "pipeline", "coreml", "fp32")}
