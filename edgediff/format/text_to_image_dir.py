@@ -24,6 +24,7 @@ PARTS = {  # component: (file it must hold, weights file, classes read)
     "vae": ("config.json", WEIGHTS, ("AutoencoderKL", "AutoencoderTiny")),
     "scheduler": (SCHEDULER_FILE, None, None),
 }
+COMPONENT_FOLDERS = {"text_encoder": "text_encoder", "unet": "unet", "vae_decoder": "vae"}  # artifact part → folder
 NOT_YET = {"text_encoder_2": "SDXL-style pipelines (two text encoders) are not supported yet",
            "transformer": "transformer (DiT / MMDiT) denoisers are not supported yet",
            "prior": "prior pipelines are not supported yet"}

@@ -8,8 +8,6 @@ from pathlib import Path
 from edgediff.format import artifact, pipeline_manifest, text_to_image_dir
 from edgediff.format.diffusers_dir import SCHEDULER_FILE, read_json
 
-FOLDER_PARTS = {"text_encoder": "text_encoder", "unet": "unet", "vae_decoder": "vae"}
-
 
 def describe(path) -> dict:
     """A row for a diffusers text-to-image folder or an edgediff pipeline artifact (ModelFileError otherwise)."""
@@ -22,7 +20,7 @@ def describe(path) -> dict:
 def _folder(path: Path) -> dict:
     folder = text_to_image_dir.locate(path)
     components = {}
-    for name, part in FOLDER_PARTS.items():
+    for name, part in text_to_image_dir.COMPONENT_FOLDERS.items():
         files = sorted((path / part).glob("*.safetensors"))
         components[name] = {"class": folder.classes[part], "params": sum(_params(f) for f in files),
                             "weights_mb": round(sum(f.stat().st_size for f in files) / 1e6, 2)}

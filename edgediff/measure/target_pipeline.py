@@ -31,10 +31,9 @@ def describe(target) -> dict:
     path = Path(target)
     if not pipeline_manifest.is_pipeline(path):
         folder = text_to_image_dir.locate(path)
-        parts = {"text_encoder": "text_encoder", "unet": "unet", "vae_decoder": "vae"}
         comps = {c: {"backend": "eager", "precision": "fp32", "path": str(path / p), "parity_db": None,
                      "size_mb": sum(f.stat().st_size for f in (path / p).glob("*.safetensors")) / 1e6}
-                 for c, p in parts.items()}
+                 for c, p in text_to_image_dir.COMPONENT_FOLDERS.items()}
         return {"name": folder.root.resolve().name, "components": comps, "end_to_end_db": None}
     m = pipeline_manifest.read(path)
     comps = {}
