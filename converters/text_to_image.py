@@ -28,8 +28,6 @@ CHECK_PROMPT, CHECK_SEED = "a small house by a lake", 0  # the end-to-end check'
 MAX_STEPS = 50  # the manifest carries the scheduler's σ list for 1..MAX_STEPS steps (no diffusers on the host)
 UNET_PARITY = 6  # recorded UNet calls the gate runs on (spread over the trajectory)
 BACKENDS = ("openvino", "executorch", "coreml")  # those whose pipeline conversion is tested (LiteRT: not yet)
-NOT_YET = {("executorch", "int8"): "ExecuTorch int8 of a cross-attention UNet is not supported yet (XNNPACK's "
-           "channels-last pass fails on its quantized graph in executorch 1.5.1); expected fp32, or OpenVINO int8"}
 
 
 def convert_pipeline(folder, backend: str, out, *, precision="fp32", progress: bool = False, **options):
@@ -102,8 +100,6 @@ def _precisions(precision, be, backend: str) -> dict:
         if p not in be.precisions:
             raise InputError(f"unknown {backend} precision {p!r} for {name}; expected one of "
                              f"{', '.join(be.precisions)}")
-        if (backend, p) in NOT_YET:
-            raise InputError(f"{name}: {NOT_YET[backend, p]}")
         if p in be.calibrated and name != "unet":
             raise InputError(f"{name}: {backend} {p} quantizes activations, which only the UNet takes (calibrated on "
                              f"its own trajectories); expected one of "

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgediff.converters import base, parity
-from edgediff.converters.text_to_image import BACKENDS, NOT_YET, convert_pipeline
+from edgediff.converters.text_to_image import BACKENDS, convert_pipeline
 from edgediff.format.files import write_text
 from edgediff.measure import bench
 from edgediff.measure.report import markdown_table
@@ -28,7 +28,7 @@ def variants() -> list[tuple[str, str]]:
     for name in BACKENDS:
         be = base.get(name)
         if be.unavailable() is None and base.installed(be) and be.compressed:
-            out += [(name, "fp32"), *((name, q) for q in be.compressed if (name, q) not in NOT_YET)]
+            out += [(name, "fp32"), *((name, q) for q in be.compressed)]
     return out
 
 

@@ -1,10 +1,12 @@
 """Export-friendly stand-ins for the parts of diffusers' UNets that lower badly, numerically the same.
 
 `F.scaled_dot_product_attention` exports as its "safe softmax" (any / eq / where / logical_not around the
-softmax) and `Timesteps` builds its frequencies with `arange` at run time: none of it lowers into XNNPACK, so an
-SD-style UNet falls apart into islands. `MatmulAttention` is attention as written in Vaswani et al. 2017
-(matmul → softmax → matmul), `FrozenTimesteps` holds the frequencies as a buffer, and integer output scale
-factors from a config (a cast op each) become floats.
+softmax), `Timesteps` builds its frequencies with `arange` at run time, and GEGLU's `chunk` of one projection is a
+pair of slices that XNNPACK leaves out of an int8 graph (its quantized slice needs the input's scale on the
+output): none of it lowers into XNNPACK, so an SD-style UNet falls apart into islands. `MatmulAttention` is
+attention as written in Vaswani et al. 2017 (matmul → softmax → matmul), `FrozenTimesteps` holds the frequencies
+as a buffer, `SplitGEGLU` is the same projection as two linears, and integer output scale factors from a config
+(a cast op each) become floats.
 """
 
 from __future__ import annotations
@@ -70,8 +72,33 @@ class FrozenTimesteps(torch.nn.Module):
         return torch.nn.functional.pad(emb, (0, 1, 0, 0)) if self.odd else emb
 
 
+class SplitGEGLU(torch.nn.Module):
+    """diffusers' `GEGLU` (Shazeer 2020) with its one projection split in two: value and gate rows, no slicing."""
+
+    def __init__(self, geglu):
+        super().__init__()
+        weight, bias = geglu.proj.weight.detach(), geglu.proj.bias
+        half = weight.shape[0] // 2
+        self.value = _linear(weight[:half], None if bias is None else bias.detach()[:half])
+        self.gate = _linear(weight[half:], None if bias is None else bias.detach()[half:])
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return self.value(hidden_states) * torch.nn.functional.gelu(self.gate(hidden_states))
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.nn.Linear:
+    layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+    return layer
+
+
 def make_export_friendly(unet) -> None:
-    """Swap a diffusers UNet's attention processors and timestep projections for the stand-ins above, in place."""
+    """Swap a diffusers UNet's attention processors, timestep projections and GEGLUs for the stand-ins above, in
+    place."""
+    from diffusers.models.activations import GEGLU
     from diffusers.models.attention_processor import Attention
     from diffusers.models.embeddings import Timesteps
 
@@ -84,3 +111,5 @@ def make_export_friendly(unet) -> None:
         for name, child in list(module.named_children()):
             if isinstance(child, Timesteps):
                 setattr(module, name, FrozenTimesteps(child))
+            elif type(child) is GEGLU:
+                setattr(module, name, SplitGEGLU(child))

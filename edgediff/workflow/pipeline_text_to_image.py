@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgediff.converters import base
-from edgediff.converters.text_to_image import BACKENDS, NOT_YET, convert_pipeline
+from edgediff.converters.text_to_image import BACKENDS, convert_pipeline
 from edgediff.errors import InputError, MissingDependencyError
 from edgediff.format import artifact, pipeline_manifest, text_to_image_dir
 from edgediff.format import images as images_io
@@ -31,7 +31,7 @@ def targets_from(names) -> tuple[tuple[str, str], ...]:
     out = []
     for name in names:
         backend, _, precision = str(name).partition("-")
-        if backend not in BACKENDS or precision not in base.get(backend).precisions or (backend, precision) in NOT_YET:
+        if backend not in BACKENDS or precision not in base.get(backend).precisions:
             raise InputError(f"unknown text-to-image target {name!r}; expected e.g. "
                              f"{', '.join('-'.join(t) for t in TARGETS)}")
         out.append((backend, precision))
