@@ -31,9 +31,7 @@ def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: i
     if isinstance(model, str | os.PathLike) and text_to_image_dir.is_text_to_image(model):
         from edgediff.converters.text_to_image import convert_pipeline
 
-        if batch != 1:
-            raise InputError(f"text-to-image components are converted at batch 1 (guidance is two calls); got {batch}")
-        return convert_pipeline(model, backend, out, precision=precision, **options)
+        return convert_pipeline(model, backend, out, precision=precision, unet_batch=batch, **options)
     md = checkpoint.load(model)
     net, precond, defaults, c = md.net, md.precond, md.sampler_defaults, md.unet
     source = {"model": byom.describe(md) if md.is_diffusers else md.meta.get("name", str(model)),

@@ -27,24 +27,31 @@ PROMPTS = ("a red apple on a table", "a photo of a cat")  # record the component
 CHECK_PROMPT, CHECK_SEED = "a small house by a lake", 0  # the end-to-end check's prompt and seed
 MAX_STEPS = 50  # the manifest carries the scheduler's σ list for 1..MAX_STEPS steps (no diffusers on the host)
 UNET_PARITY = 6  # recorded UNet calls the gate runs on (spread over the trajectory)
+UNET_BATCHES = (1, 2)  # 2: classifier-free guidance's two branches in one UNet call
 BACKENDS = ("openvino", "executorch", "coreml")  # those whose pipeline conversion is tested (LiteRT: not yet)
 
 
-def convert_pipeline(folder, backend: str, out, *, precision="fp32", progress: bool = False, **options):
+def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch: int = 1, progress: bool = False,
+                     **options):
     """Convert every component of a text-to-image folder for `backend` into `out` (see the module docstring).
 
-    `precision` is one name for every component or a {component: precision} dict (missing ones: fp32)."""
+    `precision` is one name for every component or a {component: precision} dict (missing ones: fp32).
+    `unet_batch` 2 compiles the UNet for both branches of classifier-free guidance in one call (diffusers' batch-2
+    call; 1: two calls per step); text encoder and decoder stay at batch 1."""
     from edgediff.converters.pipeline_artifact import open_artifact
     from edgediff.models import text_to_image
 
     be = base.get(backend)
+    if unet_batch not in UNET_BATCHES or isinstance(unet_batch, bool):
+        raise InputError(f"a text-to-image UNet is compiled at batch {' or '.join(map(str, UNET_BATCHES))} (2: both "
+                         f"guidance branches in one call); got {unet_batch!r}")
     if backend not in BACKENDS:
         raise InputError(f"text-to-image pipelines convert for {', '.join(BACKENDS)}; {backend} does not take them yet")
     precisions = _precisions(precision, be, backend)
     out = Path(out)
     parts = text_to_image.load(folder)
     eager = text_to_image.eager_pipeline(parts)
-    recorded, calibration = record_inputs(eager, parts.sampler_defaults)
+    recorded, calibration = record_inputs(eager, parts.sampler_defaults, unet_batch=unet_batch)
     reference = eager.generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
     components = {}
     for name in COMPONENTS:
@@ -67,6 +74,7 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", progress: b
                                   f"{reason}); nothing was written for it") from e
         components[name] = {"dir": name, "backend": backend, "precision": art.precision,
                             "parity_db": art.parity_db, "sha256": file_sha256(art.path / "artifact.json"),
+                            "batch": spec[next(iter(spec))][0][0],
                             "convert_s": round(time.perf_counter() - started, 2), "peak_rss_mb": _peak_rss()}
         del net.parity_inputs, art
         gc.collect()
@@ -107,9 +115,10 @@ def _precisions(precision, be, backend: str) -> dict:
     return precisions
 
 
-def record_inputs(pipe, defaults: dict):
+def record_inputs(pipe, defaults: dict, *, unet_batch: int = 1):
     """Every component's inputs while the eager pipeline draws PROMPTS (its recommended steps and guidance): the
-    parity inputs per component (UNET_PARITY UNet calls spread over the trajectories) and the UNet calibration."""
+    parity inputs per component (UNET_PARITY UNet calls spread over the trajectories, `unet_batch` consecutive
+    rows each: a guided step's [uncond; cond]) and the UNet calibration."""
     seen = {name: [] for name in COMPONENTS}
 
     def recording(name, fn):
@@ -126,8 +135,10 @@ def record_inputs(pipe, defaults: dict):
     for seed, prompt in enumerate(PROMPTS):
         rec.generate(prompt=prompt, seed=seed)
     unet = seen["unet"]
-    pick = np.unique(np.linspace(0, len(unet) - 1, min(UNET_PARITY, len(unet))).round().astype(int))
-    return {**seen, "unet": [unet[i] for i in pick]}, _calibration(unet)
+    groups = [tuple(np.concatenate(col) for col in zip(*unet[i:i + unet_batch], strict=True))
+              for i in range(0, len(unet) - unet_batch + 1, unet_batch)]
+    pick = np.unique(np.linspace(0, len(groups) - 1, min(UNET_PARITY, len(groups))).round().astype(int))
+    return {**seen, "unet": [groups[i] for i in pick]}, _calibration(unet)
 
 
 def _calibration(calls):

@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", default="fp32",
                    help="export precision: fp32, fp16, int8, ... (what the backend supports)")
     c.add_argument("--delegate", help="ExecuTorch delegate: xnnpack (default) or coreml (lowering only)")
-    c.add_argument("--batch", type=int, default=1, help="static batch size of the artifact")
+    c.add_argument("--batch", type=int, default=1, help="static batch size of the artifact (a text-to-image "
+                   "pipeline: its UNet's; 2 runs both guidance branches in one call)")
     c.add_argument("--out", required=True)
 
     b = sub.add_parser("bench", help="latency report (load, ms/step, image ms, GFLOP/s) of models and artifacts")

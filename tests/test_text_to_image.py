@@ -257,6 +257,28 @@ def test_bench_writes_per_component_and_per_image_rows(folders, artifacts, tmp_p
     assert (tmp_path / "r" / "latency.png").is_file() and (tmp_path / "r" / "pareto.png").is_file()
 
 
+def test_a_batch_2_unet_runs_both_guidance_branches_in_one_call(folders, artifacts, tmp_path):
+    pytest.importorskip("openvino")
+    from edgediff.format import artifact, pipeline_manifest
+
+    out = tmp_path / "b2"
+    res = run("convert", "--model", str(folders["sd1-ddim"]), "--backend", "openvino", "--batch", "2", "--out",
+              str(out))
+    assert res.returncode == 0, res.stderr
+    comps = pipeline_manifest.read(out)["components"]
+    assert {n: c["batch"] for n, c in comps.items()} == {"text_encoder": 1, "unet": 2, "vae_decoder": 1}
+    assert artifact.read(out / "unet").spec["x"][0] == (2, 4, 8, 8) and comps["unet"]["parity_db"] >= parity.MIN_DB
+    one_call = edgediff.load(out).generate(prompt=PROMPT, negative_prompt=NEGATIVE, seed=2, steps=4)
+    two_calls = edgediff.load(artifacts("openvino")).generate(prompt=PROMPT, negative_prompt=NEGATIVE, seed=2,
+                                                               steps=4)
+    assert parity.psnr_db(two_calls, one_call) >= 60
+    records = edgediff.bench([out], out=tmp_path / "r", warmup=0, iters=2, progress=False)
+    assert records[1].batch == 2 and records[1].calls_per_image == 20 and records[-1].calls_per_image == 20
+    assert_one_line_error(run("convert", "--model", str(folders["sd1-ddim"]), "--backend", "openvino", "--batch",
+                              "3", "--out", str(tmp_path / "bad")), "a text-to-image UNet is compiled at batch 1 or 2")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_openvino_int8_is_hybrid_and_recorded_with_a_warning(folders, tmp_path):
     pytest.importorskip("openvino")
     from edgediff.format import pipeline_manifest

@@ -1,6 +1,8 @@
 """Measuring a text-to-image bench target (a diffusers folder: eager; a pipeline artifact: its components' own
-backends): one row per component — text encoder per prompt, UNet per step, decoder per image — and one prompt →
-image row at the pipeline's recommended sampler, steps and guidance (the host tokenizer and sampler counted apart).
+backends): one row per component — text encoder per prompt, UNet per step (both guidance branches when guided),
+decoder per image — and one prompt → image row at the pipeline's recommended sampler, steps and guidance (the host
+tokenizer and sampler counted apart). `calls_per_image` counts runtime calls: a guided step is one call of a
+batch-2 UNet artifact, two of a batch-1 one.
 
 Component rows are named `<pipeline>:<component>`, so an eager folder benched beside its artifact gives every
 component its own speed-up; the image row carries the UNet's per-step latency and the whole image's.
@@ -31,7 +33,7 @@ def describe(target) -> dict:
     path = Path(target)
     if not pipeline_manifest.is_pipeline(path):
         folder = text_to_image_dir.locate(path)
-        comps = {c: {"backend": "eager", "precision": "fp32", "path": str(path / p), "parity_db": None,
+        comps = {c: {"backend": "eager", "precision": "fp32", "path": str(path / p), "parity_db": None, "batch": None,
                      "size_mb": sum(f.stat().st_size for f in (path / p).glob("*.safetensors")) / 1e6}
                  for c, p in text_to_image_dir.COMPONENT_FOLDERS.items()}
         return {"name": folder.root.resolve().name, "components": comps, "end_to_end_db": None}
@@ -40,14 +42,16 @@ def describe(target) -> dict:
     for c, entry in m["components"].items():
         art = artifact.read(path / entry["dir"])
         comps[c] = {"backend": art.backend, "precision": art.precision, "path": str(art.path),
-                    "parity_db": art.parity_db, "size_mb": art.size_bytes / 1e6}
+                    "parity_db": art.parity_db, "size_mb": art.size_bytes / 1e6,
+                    "batch": art.spec[next(iter(art.spec))][0][0]}
     return {"name": m["name"], "components": comps, "end_to_end_db": (m.get("end_to_end") or {}).get("psnr_db")}
 
 
 def _rows(desc: dict, path: str, device, **measured) -> list[Record]:
     comps = desc["components"]
     rows = [Record(backend=c["backend"], precision=c["precision"], device=device or base.get(c["backend"])
-                   .default_device, model=f"{desc['name']}:{name}", path=c["path"], batch=1, size_mb=c["size_mb"],
+                   .default_device, model=f"{desc['name']}:{name}", path=c["path"], batch=c["batch"] or 1,
+                   size_mb=c["size_mb"],
                    parity_db=c["parity_db"], host=host(), **measured.get(name, measured.get("all", {})))
             for name, c in comps.items()]
     backends = "+".join(sorted({c["backend"] for c in comps.values()}))
@@ -67,10 +71,11 @@ def skipped(target, *, device=None) -> list[Record] | None:
 
 
 class _Timed:
-    """A component wrapper: the first call's arguments, the number of calls and the time inside them."""
+    """A component wrapper: the first call's arguments, the number of runtime calls (rows / the component's static
+    batch, rounded up; eager: one per call) and the time inside them."""
 
-    def __init__(self, fn):
-        self.fn, self.args, self.calls, self.seconds = fn, None, 0, 0.0
+    def __init__(self, fn, batch: int | None):
+        self.fn, self.batch, self.args, self.calls, self.seconds = fn, batch, None, 0, 0.0
 
     def __call__(self, *args):
         if self.args is None:
@@ -80,7 +85,7 @@ class _Timed:
             return self.fn(*args)
         finally:
             self.seconds += time.perf_counter() - t0
-            self.calls += 1
+            self.calls += 1 if self.batch is None else -(-len(args[0]) // self.batch)
 
 
 def measure_pipeline(target, *, device: str | None = None, threads: int | None = None, warmup: int = 3,
@@ -98,7 +103,7 @@ def measure_pipeline(target, *, device: str | None = None, threads: int | None =
         t0 = time.perf_counter()
         pipe = open_model(target, device=device, threads=threads)
         loads.append((time.perf_counter() - t0) * 1e3)
-    timed = {c: _Timed(getattr(pipe, c)) for c in COMPONENTS}
+    timed = {c: _Timed(getattr(pipe, c), desc["components"][c]["batch"]) for c in COMPONENTS}
     run = dataclasses.replace(pipe, **timed)
     t0 = time.perf_counter()
     run.generate(prompt=PROMPT, seed=0)

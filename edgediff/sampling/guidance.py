@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from edgediff.sampling.denoiser import Denoiser
 
 
@@ -15,5 +17,16 @@ def classifier_free_guidance(cond: Denoiser, uncond: Denoiser, scale: float) -> 
     def guided(x, sigma):
         u = uncond(x, sigma)
         return u + (cond(x, sigma) - u) * scale
+
+    return guided
+
+
+def paired_guidance(pair: Denoiser, scale: float) -> Denoiser:
+    """Classifier-free guidance in one network call, as diffusers' pipelines make it: `pair` denoises [x; x] with
+    [uncond; cond] labels in one batch (a batch-2 UNet artifact runs it as one call, a batch-1 one as two)."""
+
+    def guided(x, sigma):
+        u, c = np.split(pair(np.concatenate([x, x]), sigma), 2)
+        return u + (c - u) * scale
 
     return guided

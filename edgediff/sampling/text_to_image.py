@@ -1,8 +1,9 @@
 """Prompt → image with the one host sampler: tokenizer → text encoder → UNet steps in σ-space → VAE decoder.
 
 The networks are Runners (eager torch here; backend artifacts alike), the diffusion maths is host-side numpy: the
-UNet's `label` slot carries the text embedding, classifier-free guidance (Ho & Salimans 2022) is the Denoiser
-wrapper every model uses, with the negative prompt (or "") as the unconditional branch, as diffusers does.
+UNet's `label` slot carries the text embedding, classifier-free guidance (Ho & Salimans 2022) is a Denoiser
+wrapper with the negative prompt (or "") as the unconditional branch, both branches in one batch as diffusers
+runs them (the UNet artifact's static batch decides whether that is one call or two).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from edgediff.errors import EdgediffWarning, InputError
 from edgediff.format.precond import VPPreconditioning
 from edgediff.sampling.denoiser import make_denoiser
-from edgediff.sampling.guidance import classifier_free_guidance
+from edgediff.sampling.guidance import paired_guidance
 from edgediff.sampling.samplers import get_sampler
 
 Network = Callable[..., np.ndarray]  # numpy in, numpy out
@@ -73,9 +74,10 @@ class TextToImage:
             den = make_denoiser(self.unet, self.precond, label=context, w=w)
         else:
             den = make_denoiser(self.unet, self.precond, label=context)
-            if guidance > 1.0:  # diffusers: classifier-free guidance only above 1
+            if guidance > 1.0:  # diffusers: classifier-free guidance only above 1, both branches in one batch
                 uncond = np.repeat(self.encode([negative or ""]), n, axis=0)
-                den = classifier_free_guidance(den, make_denoiser(self.unet, self.precond, label=uncond), guidance)
+                pair = make_denoiser(self.unet, self.precond, label=np.concatenate([uncond, context]))
+                den = paired_guidance(pair, guidance)
         x = latents.astype(np.float64) * (1 + sigmas[0] ** 2) ** 0.5  # VP x_T → σ-space
         callback = _progress(steps) if progress else None
         x = get_sampler(sampler)(den, x, sigmas, noise=noise or (lambda s: rng.standard_normal(s)), callback=callback)
