@@ -27,11 +27,15 @@ def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: i
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch must be an integer >= 1, got {batch!r}")
     be = base.get(backend)
+    decoder = options.pop("decoder", None)
     base.check_options(be, "convert", options)
     if isinstance(model, str | os.PathLike) and text_to_image_dir.is_text_to_image(model):
         from edgediff.converters.text_to_image import convert_pipeline
 
-        return convert_pipeline(model, backend, out, precision=precision, unet_batch=batch, **options)
+        return convert_pipeline(model, backend, out, precision=precision, unet_batch=batch, decoder=decoder,
+                                **options)
+    if decoder is not None:
+        raise InputError(f"a decoder folder is taken with a text-to-image pipeline folder; {model} is not one")
     md = checkpoint.load(model)
     net, precond, defaults, c = md.net, md.precond, md.sampler_defaults, md.unet
     source = {"model": byom.describe(md) if md.is_diffusers else md.meta.get("name", str(model)),

@@ -31,13 +31,14 @@ UNET_BATCHES = (1, 2)  # 2: classifier-free guidance's two branches in one UNet 
 BACKENDS = ("openvino", "executorch", "coreml")  # those whose pipeline conversion is tested (LiteRT: not yet)
 
 
-def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch: int = 1, progress: bool = False,
-                     **options):
+def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch: int = 1, decoder=None,
+                     progress: bool = False, **options):
     """Convert every component of a text-to-image folder for `backend` into `out` (see the module docstring).
 
     `precision` is one name for every component or a {component: precision} dict (missing ones: fp32).
     `unet_batch` 2 compiles the UNet for both branches of classifier-free guidance in one call (diffusers' batch-2
-    call; 1: two calls per step); text encoder and decoder stay at batch 1."""
+    call; 1: two calls per step); text encoder and decoder stay at batch 1. `decoder`: a separate AutoencoderTiny
+    (TAESD) / AutoencoderKL folder converted as the vae_decoder instead of the folder's vae/."""
     from edgediff.converters.pipeline_artifact import open_artifact
     from edgediff.models import text_to_image
 
@@ -49,7 +50,7 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
         raise InputError(f"text-to-image pipelines convert for {', '.join(BACKENDS)}; {backend} does not take them yet")
     precisions = _precisions(precision, be, backend)
     out = Path(out)
-    parts = text_to_image.load(folder)
+    parts = text_to_image.load(folder, decoder=decoder)
     eager = text_to_image.eager_pipeline(parts)
     recorded, calibration = record_inputs(eager, parts.sampler_defaults, unet_batch=unet_batch)
     reference = eager.generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
@@ -65,7 +66,7 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
         try:
             art = be.convert(net, spec, out / name, precision=precisions[name], calibration=calib,
                              precond=parts.precond, sampler_defaults={},
-                             source={"model": parts.folder.root.name, "component": name}, **options)
+                             source=_source(parts.folder, name), **options)
         except EdgediffError:
             raise
         except Exception as e:  # a converter's own failure: one line naming the component, never a traceback
@@ -148,6 +149,13 @@ def _calibration(calls):
     stack = [np.concatenate(column) for column in zip(*calls, strict=True)]
     return Calibration(stack[0], stack[1], stack[2], source="pipeline trajectories",
                        w=stack[3] if len(stack) > 3 else None)
+
+
+def _source(folder, name: str) -> dict:
+    source = {"model": folder.root.name, "component": name}
+    if name == "vae_decoder" and folder.decoder is not None:
+        source.update(decoder=folder.decoder.resolve().name, decoder_class=folder.classes["vae"])
+    return source
 
 
 def _names(name: str, net) -> tuple[str, ...]:

@@ -163,7 +163,8 @@ def _sample_prompt(a):
     if a.n is not None and a.n < 1:
         raise InputError(f"--n must be >= 1, got {a.n}")
     images_io.check_path(Path(a.out))
-    model = edgediff.load(a.model, backend=a.backend, device=a.device, threads=a.threads)
+    decoder = {"decoder": a.decoder} if a.decoder else {}
+    model = edgediff.load(a.model, backend=a.backend, device=a.device, threads=a.threads, **decoder)
     if not isinstance(model, TextToImage):
         raise InputError(f"{a.model} is not a text-to-image pipeline; --prompt takes a diffusers text-to-image "
                          f"folder (model_index.json with a text_encoder)")
@@ -175,6 +176,8 @@ def _sample_prompt(a):
 
 def _convert(a):
     options = {"delegate": a.delegate} if a.delegate else {}
+    if a.decoder:
+        options["decoder"] = a.decoder
     art = edgediff.convert(a.model, backend=a.backend, out=Path(a.out), precision=a.precision, batch=a.batch,
                            **options)
     if isinstance(art, dict):  # a text-to-image pipeline artifact: one line per component

@@ -11,6 +11,9 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, instead of usage + message
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
+DECODER_HELP = ("a separate AutoencoderTiny (TAESD) or AutoencoderKL folder that decodes instead of the "
+                "text-to-image folder's vae/")
+
 
 def _training_flags(p: argparse.ArgumentParser) -> None:
     """The flags train, prune and distill share: autocast dtype, threads, device, restart, quiet."""
@@ -138,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, help="images to draw (default: 100, one per prompt for a text-to-image model)")
     s.add_argument("--prompt", help="text for a text-to-image pipeline (a diffusers Stable Diffusion folder)")
     s.add_argument("--negative-prompt", help="what classifier-free guidance steers away from (default: \"\")")
+    s.add_argument("--decoder", help=DECODER_HELP)
     s.add_argument("--label", type=int, help="class to draw (default: every class in turn, one grid row each)")
     s.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
     s.add_argument("--sigmas", help="comma-separated σ schedule replacing the sampler's (steps+1 values, decreasing, "
@@ -153,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", default="fp32",
                    help="export precision: fp32, fp16, int8, ... (what the backend supports)")
     c.add_argument("--delegate", help="ExecuTorch delegate: xnnpack (default) or coreml (lowering only)")
+    c.add_argument("--decoder", help=DECODER_HELP)
     c.add_argument("--batch", type=int, default=1, help="static batch size of the artifact (a text-to-image "
                    "pipeline: its UNet's; 2 runs both guidance branches in one call)")
     c.add_argument("--out", required=True)

@@ -7,6 +7,7 @@ initial latents (and, for LCM, the same per-step noise) must give edgediff's eag
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -40,10 +41,11 @@ def folders(tmp_path_factory):
     return {name: sd_pipeline(root / name, **opts) for name, opts in FOLDERS.items()}
 
 
-def reference(folder, *, steps, guidance, negative=None, latents, step_noise=None) -> np.ndarray:
-    """diffusers' own pipeline output in [0, 1], NHWC (what `output_type='np'` returns)."""
+def reference(folder, *, steps, guidance, negative=None, latents, step_noise=None, **components) -> np.ndarray:
+    """diffusers' own pipeline output in [0, 1], NHWC (what `output_type='np'` returns); `components` replace the
+    folder's (e.g. vae=AutoencoderTiny)."""
     cls = diffusers.LatentConsistencyModelPipeline if step_noise is not None else diffusers.StableDiffusionPipeline
-    pipe = cls.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
+    pipe = cls.from_pretrained(folder, safety_checker=None, requires_safety_checker=False, **components)
     pipe.set_progress_bar_config(disable=True)
     kw = {} if step_noise is not None else {"negative_prompt": negative}
     gen = torch.Generator().manual_seed(7)
@@ -78,6 +80,44 @@ def test_eager_equals_diffusers_pipeline(folders, name, guidance):
     ours = pipe.generate(prompt=PROMPT, negative_prompt=negative, steps=10, guidance=guidance, latents=latents)
     assert ours.shape == (1, 3, 16, 16)
     assert rel(as_np_image(ours), ref) <= RTOL
+
+
+def test_a_separate_taesd_decoder_folder_decodes_as_in_diffusers(folders, tmp_path):
+    from tests.sd_folders import tiny_vae
+
+    taesd = tmp_path / "taesd"
+    tiny_vae().save_pretrained(taesd)
+    pipe = edgediff.load(folders["sd1-ddim"], decoder=taesd)
+    latents = np.random.default_rng(0).standard_normal((1, *pipe.latent_shape)).astype(np.float32)
+    ref = reference(folders["sd1-ddim"], steps=4, guidance=7.5, negative=NEGATIVE, latents=latents,
+                    vae=diffusers.AutoencoderTiny.from_pretrained(taesd))  # diffusers' `pipe.vae = ...` swap
+    ours = pipe.generate(prompt=PROMPT, negative_prompt=NEGATIVE, steps=4, guidance=7.5, latents=latents)
+    assert rel(as_np_image(ours), ref) <= RTOL
+    assert rel(ours, edgediff.load(folders["sd1-ddim"]).generate(prompt=PROMPT, steps=4, latents=latents)) > 0.1
+    png = tmp_path / "taesd.png"
+    res = run("sample", "--model", str(folders["sd1-ddim"]), "--decoder", str(taesd), "--prompt", PROMPT, "--steps",
+              "2", "--out", str(png), "--quiet")
+    assert res.returncode == 0 and png.is_file(), res.stderr
+    if importlib.util.find_spec("openvino"):  # the converted pipeline carries the swapped decoder
+        from edgediff.format import artifact, pipeline_manifest
+
+        art = tmp_path / "art"
+        res = run("convert", "--model", str(folders["sd1-ddim"]), "--decoder", str(taesd), "--backend", "openvino",
+                  "--out", str(art))
+        assert res.returncode == 0, res.stderr
+        assert artifact.read(art / "vae_decoder").source["decoder_class"] == "AutoencoderTiny"
+        assert pipeline_manifest.read(art)["end_to_end"]["psnr_db"] >= 30
+        assert parity.psnr_db(pipe.generate(prompt=PROMPT, seed=1, steps=4),
+                              edgediff.load(art).generate(prompt=PROMPT, seed=1, steps=4)) >= 30
+    kl = tmp_path / "kl-4ch"
+    shutil.copytree(folders["sd1-ddim"] / "vae", kl)
+    (kl / "config.json").write_text(json.dumps({**json.loads((kl / "config.json").read_text()), "latent_channels": 8}))
+    for bad, fragment in ((folders["sd1-ddim"] / "unet", "is a 'UNet2DConditionModel'; expected a folder"),
+                          (tmp_path, "has no config.json"), (kl, "takes 8-channel latents; the UNet makes 4")):
+        res = run("convert", "--model", str(folders["sd1-ddim"]), "--decoder", str(bad), "--backend", "openvino",
+                  "--out", str(tmp_path / "bad"))
+        assert_one_line_error(res, fragment)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_lcm_equals_diffusers_lcm_pipeline(folders):

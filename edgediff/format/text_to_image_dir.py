@@ -36,10 +36,11 @@ class TextToImageFolder:
 
     root: Path
     pipeline: str  # model_index.json's _class_name
-    classes: dict  # component → its class name in model_index.json
+    classes: dict  # component → its class name in model_index.json (vae: the decoder's, when one is given)
+    decoder: Path | None = None  # a separate VAE / AutoencoderTiny folder standing in for vae/
 
     def part(self, name: str) -> Path:
-        return self.root / name
+        return self.decoder if name == "vae" and self.decoder is not None else self.root / name
 
 
 def is_text_to_image(path) -> bool:
@@ -54,8 +55,11 @@ def is_text_to_image(path) -> bool:
     return any(_named(parts.get(k)) for k in ("text_encoder", "text_encoder_2", "tokenizer"))
 
 
-def locate(path) -> TextToImageFolder:
-    """The parts of a text-to-image folder, checked on disk, or a ModelFileError naming what is expected."""
+def locate(path, *, decoder=None) -> TextToImageFolder:
+    """The parts of a text-to-image folder, checked on disk, or a ModelFileError naming what is expected.
+
+    `decoder`: a separate AutoencoderTiny (TAESD) or AutoencoderKL folder that decodes instead of the folder's vae/
+    (as `pipe.vae = AutoencoderTiny.from_pretrained(...)` does in diffusers)."""
     path = Path(path)
     index = read_json(path / INDEX_FILE)
     cls = index.get("_class_name")
@@ -82,7 +86,28 @@ def locate(path) -> TextToImageFolder:
         raise ModelFileError(f"{tok} has neither tokenizer.json nor vocab.json + merges.txt; expected a CLIP BPE "
                              f"tokenizer's files")
     read_scheduler(path / "scheduler" / SCHEDULER_FILE)  # an unsupported scheduler fails before any weights load
-    return TextToImageFolder(root=path, pipeline=cls, classes=classes)
+    if decoder is not None:
+        decoder = Path(decoder)
+        classes["vae"] = _decoder_class(decoder, read_json(path / "unet" / "config.json").get("in_channels"))
+    return TextToImageFolder(root=path, pipeline=cls, classes=classes, decoder=decoder)
+
+
+def _decoder_class(folder: Path, latent_channels) -> str:
+    """The class of a separate decoder folder, checked: one of PARTS' vae classes, its latents the UNet's."""
+    known = PARTS["vae"][2]
+    expected = (f"expected a folder save_pretrained writes for one of {', '.join(known)} (config.json + {WEIGHTS}), "
+                f"e.g. TAESD")
+    if not (folder / "config.json").is_file():
+        raise ModelFileError(f"decoder {folder} has no config.json; {expected}")
+    config = read_json(folder / "config.json")
+    cls = config.get("_class_name")
+    if cls not in known:
+        raise ModelFileError(f"decoder {folder} is a {cls!r}; {expected}")
+    _check_weights(folder, WEIGHTS)
+    if config.get("latent_channels", 4) != latent_channels:
+        raise ModelFileError(f"decoder {folder} takes {config.get('latent_channels', 4)}-channel latents; the UNet "
+                             f"makes {latent_channels}: expected a decoder of the same latent space")
+    return cls
 
 
 def _named(entry) -> bool:

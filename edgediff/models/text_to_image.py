@@ -96,9 +96,10 @@ class TextToImageParts:
     final_sigma: float  # σ the scheduler's last step lands on (0, or ᾱ_0's σ when set_alpha_to_one is False)
 
 
-def load(path) -> TextToImageParts:
-    """Load a local text-to-image folder (safetensors weights only) or raise naming what is expected."""
-    folder = text_to_image_dir.locate(path)
+def load(path, *, decoder=None) -> TextToImageParts:
+    """Load a local text-to-image folder (safetensors weights only) or raise naming what is expected; `decoder`: a
+    separate AutoencoderTiny / AutoencoderKL folder decoding instead of the folder's vae/."""
+    folder = text_to_image_dir.locate(path, decoder=decoder)
     diffusers = require("diffusers", "diffusers")
     transformers = require("transformers", "diffusers")
     with _quiet(diffusers), _quiet(transformers):
@@ -113,7 +114,7 @@ def _load(folder, diffusers, transformers) -> TextToImageParts:
     unet = _read("unet", lambda: diffusers.UNet2DConditionModel.from_pretrained(
         root / "unet", use_safetensors=True, low_cpu_mem_usage=False))
     vae = _read("vae", lambda: getattr(diffusers, folder.classes["vae"]).from_pretrained(
-        root / "vae", use_safetensors=True, low_cpu_mem_usage=False))
+        folder.part("vae"), use_safetensors=True, low_cpu_mem_usage=False))
     scheduler = build_scheduler(diffusers, root / "scheduler" / SCHEDULER_FILE)
     prediction = scheduler.config.get("prediction_type", "epsilon")
     if prediction not in PREDICTIONS:

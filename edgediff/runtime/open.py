@@ -85,14 +85,18 @@ def open_model(target, *, backend: str = "auto", device: str | None = None, thre
     if backend != "auto":
         base.get(backend)  # an unknown name fails here, naming the known ones
     path = target.path if isinstance(target, Artifact | checkpoint.ModelDir) else Path(str(target))
-    if not isinstance(target, Artifact | checkpoint.ModelDir) and pipeline_manifest.is_pipeline(path):
+    decoder = options.pop("decoder", None)
+    if not isinstance(target, Artifact | checkpoint.ModelDir) and pipeline_manifest.is_pipeline(path) and not decoder:
         from edgediff.converters.pipeline_artifact import open_artifact
 
         return open_artifact(path, device=device, threads=threads)
     if not isinstance(target, Artifact | checkpoint.ModelDir) and text_to_image_dir.is_text_to_image(path):
         if backend not in ("auto", "eager"):
             raise InputError(f"{path} is a diffusers text-to-image folder: it runs on backend 'eager'")
-        return _open_folder(path, threads=threads)
+        return _open_folder(path, threads=threads, decoder=decoder)
+    if decoder is not None:
+        raise InputError(f"a decoder folder is taken with a diffusers text-to-image folder; {path} is not one (a "
+                         f"converted pipeline carries its own decoder)")
     if isinstance(target, Artifact) or (path / artifact.ARTIFACT_FILE).is_file():
         art = artifact.read(path)
         if backend not in ("auto", art.backend):
@@ -127,7 +131,7 @@ def from_model(model, *, backend: str = "auto", request: Request, progress: bool
     return open_model(model, backend=backend, **(runtime_options or {})).sample(request, progress=progress)
 
 
-def _open_folder(path, *, threads: int | None = None):
+def _open_folder(path, *, threads: int | None = None, decoder=None):
     """The eager pipeline of a local diffusers text-to-image folder (the reference every backend is checked on)."""
     import torch
 
@@ -135,4 +139,4 @@ def _open_folder(path, *, threads: int | None = None):
 
     if threads:
         torch.set_num_threads(threads)
-    return text_to_image.eager_pipeline(text_to_image.load(path))
+    return text_to_image.eager_pipeline(text_to_image.load(path, decoder=decoder))
