@@ -7,9 +7,9 @@ import pytest
 from edgediff.models import checkpoint
 
 
-def run(*args, cwd=None):
+def run(*args, cwd=None, timeout=300):
     return subprocess.run([sys.executable, "-m", "edgediff.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+                          timeout=timeout)
 
 
 def assert_one_line_error(res, fragment):
