@@ -692,7 +692,7 @@ def run_batch(cases: list[dict], work: Path, timeout: float = 300) -> dict[str, 
 @pytest.fixture(scope="module")
 def real(request, tmp_path_factory) -> dict[str, artifact.Artifact]:
     """One tiny real artifact per installed backend; kept in pytest's cache dir and reused while its key holds."""
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     root = cache.mkdir("edgediff-hostile-artifacts") if cache is not None else tmp_path_factory.mktemp("arts")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

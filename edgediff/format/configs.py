@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from edgediff.errors import InputError
 from edgediff.format import schema
@@ -87,6 +88,70 @@ def _check_config(c: UNetConfig) -> None:
         problems.append("num_classes must be >= 0 and dropout in [0, 1)")
     if problems:
         raise InputError("invalid UNetConfig: " + "; ".join(problems))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderConfig:
+    """Architecture of a tiny conv-only autoencoder (TAESD-style); `TinyAutoencoder(config)` + safetensors rebuilds
+    it. One stride-2 stage per channel entry after the first: the down-sampling factor is 2**(len(channels) - 1)."""
+
+    SECTION: ClassVar[str] = "autoencoder"  # its key in config.json (a UNet's is "unet")
+
+    resolution: int = 64
+    in_channels: int = 3
+    latent_channels: int = 4
+    channels: tuple[int, ...] = (32, 64, 64)  # encoder, full resolution first
+    decoder_channels: tuple[int, ...] = (64, 48, 32)  # decoder, latent resolution first
+    blocks: int = 1  # residual blocks per stage
+    upsample: str = "bilinear"
+    scaling_factor: float = 1.0  # latents are multiplied by it for the diffusion model (measured on the data)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
+        problems = []
+        if len(self.channels) < 1 or len(self.decoder_channels) != len(self.channels):
+            problems.append(f"channels {self.channels} and decoder_channels {self.decoder_channels} need the same "
+                            "number (>= 1) of stages")
+        if self.resolution % self.factor or not 8 <= self.resolution <= 1024:
+            problems.append(f"resolution {self.resolution} must be in 8..1024 and divisible by {self.factor}")
+        if min(self.channels + self.decoder_channels + (self.in_channels, self.latent_channels, self.blocks)) <= 0:
+            problems.append("channels, in/latent channels and blocks must be positive")
+        if self.upsample not in UPSAMPLES:
+            problems.append(f"upsample {self.upsample!r} must be one of {UPSAMPLES}")
+        if not (math.isfinite(self.scaling_factor) and self.scaling_factor > 0):
+            problems.append(f"scaling_factor must be a positive number, got {self.scaling_factor}")
+        if problems:
+            raise InputError("invalid AutoencoderConfig: " + "; ".join(problems))
+
+    @property
+    def factor(self) -> int:
+        return 2 ** (len(self.channels) - 1)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        side = self.resolution // self.factor
+        return (self.latent_channels, side, side)
+
+    # what the training loop reads from a network's config
+    out_channels = property(lambda self: self.in_channels)
+    num_classes = property(lambda self: 0)
+    null_label = property(lambda self: 0)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["channels"], d["decoder_channels"] = list(self.channels), list(self.decoder_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AutoencoderConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(d, dict) or set(d) - known:
+            raise InputError(f"invalid autoencoder config: expected an object with keys from {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **changes) -> AutoencoderConfig:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True, kw_only=True)

