@@ -23,7 +23,7 @@ def _info(a):
 
 def _train(a):
     from edgediff.training import distributed
-    from edgediff.training import loop as train
+    from edgediff.training import fit as train
 
     out = train.fit_model_config(model_dir.read_config_source(a.config), Path(a.out), resume=not a.restart,
                                  progress=not a.quiet, device=a.device, steps=a.steps, batch_size=a.batch_size,

@@ -133,7 +133,7 @@ def test_a_kill_between_the_checkpoint_and_the_model_export_is_repaired_on_resum
     import copy
     import shutil
 
-    from edgediff.training import loop as train
+    from edgediff.training import fit as train
 
     meta = json.loads(config.read_text())
     first = {**meta, "training": {**meta["training"], "steps": STEPS - EVERY}}

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgediff.errors import InputError, MissingDependencyError
+from edgediff.training.holdout import split  # noqa: F401  (re-exported: data.split is the public name)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -60,15 +61,6 @@ def load(name: str = "mnist5k", *, resolution: int = 32, channels: int = 1) -> I
         return _folder(path, resolution, channels)
     raise InputError(f"unknown dataset {name!r}: expected 'mnist5k', 'mnist', 'openmoji' or an existing image "
                      "folder")
-
-
-def split(data: ImageData, *, test_fraction: float = 0.1, seed: int = 0) -> tuple[ImageData, ImageData]:
-    """Random (not writer-ordered) train/test split, identical for the same seed."""
-    if not 0.0 < test_fraction < 1.0:
-        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    order = np.random.default_rng(seed).permutation(len(data))
-    n_test = max(1, round(len(data) * test_fraction))
-    return data.subset(np.sort(order[n_test:])), data.subset(np.sort(order[:n_test]))
 
 
 def _digits(x: np.ndarray, y: np.ndarray, resolution: int, channels: int) -> ImageData:

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgediff.errors import InputError, MissingDependencyError
 from edgediff.format.files import atomic_path
+from edgediff.training.holdout import split as seeded_split
 
 ATTRIBUTION = "All emojis designed by OpenMoji - the open-source emoji and icon project. License: CC BY-SA 4.0"
 LICENCE = "CC-BY-SA-4.0 (images: OpenMoji); captions: Unicode emoji-test.txt (Unicode License v3)"
@@ -73,7 +74,7 @@ def load(*, resolution: int = 64, skin_tones: bool = True, cache_dir: str | os.P
     key = _cache_key(entries, resolution)
     cache = Path(cache_dir or _default_cache()) / f"openmoji-{resolution}-{key[:16]}.npz"
     if cache.exists():
-        pixels = np.load(cache)["pixels"]
+        pixels = np.load(cache, allow_pickle=False)["pixels"]
     else:
         pixels = _render([svg_dir / f"{code}.svg" for code, *_ in entries], resolution, progress)
         with atomic_path(cache) as tmp:
@@ -96,8 +97,6 @@ def load(*, resolution: int = 64, skin_tones: bool = True, cache_dir: str | os.P
 
 def split(data: CaptionedImages) -> tuple[CaptionedImages, CaptionedImages]:
     """The project's seeded train / held-out split of the emoji set (10% held out, seed 0)."""
-    from edgediff.training.data import split as seeded_split
-
     return seeded_split(data, test_fraction=HELD_OUT_FRACTION, seed=SPLIT_SEED)
 
 

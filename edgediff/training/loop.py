@@ -21,7 +21,6 @@ import torch
 
 from edgediff.errors import InputError
 from edgediff.format.configs import TrainConfig, UNetConfig
-from edgediff.format.model_dir import AUTOENCODER_FORMAT
 from edgediff.format.precond import Preconditioning
 from edgediff.models import checkpoint as ckpt
 from edgediff.models.unet import UNet
@@ -196,14 +195,9 @@ def _save_state(out: Path, net, ema, opt, state: dict, meta: dict, ctx: distribu
         distributed.barrier(ctx)
 
 
-def fit_model_config(meta: dict, out: Path, *, resume: bool = True, progress: bool = True,
-                     device: str = "cpu", **overrides) -> Path:
-    """Train the model a config.json describes ("unet" + "training" + "precond", or an "autoencoder" directory's
-    "autoencoder" + "training"), with overrides of TrainConfig."""
-    if meta.get("format") == AUTOENCODER_FORMAT:
-        from edgediff.training import autoencode
-
-        return autoencode.fit_config(meta, out, resume=resume, progress=progress, device=device, **overrides)
+def fit_unet_config(meta: dict, out: Path, *, resume: bool = True, progress: bool = True,
+                    device: str = "cpu", **overrides) -> Path:
+    """Train the denoiser a config.json describes ("unet" + "training" + "precond"), with overrides of TrainConfig."""
     try:
         model = UNetConfig.from_dict(meta["unet"])
         cfg = TrainConfig(**{**meta.get("training", {}), **{k: v for k, v in overrides.items() if v is not None}})

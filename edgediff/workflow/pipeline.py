@@ -27,7 +27,7 @@ from edgediff.models import checkpoint
 from edgediff.runtime import open as sample_open
 from edgediff.sampling import generate
 from edgediff.training import distill, prune
-from edgediff.training import loop as train
+from edgediff.training import fit as train
 from edgediff.workflow.pipeline_readme import render
 
 STAGES = ("train", "prune", "distill", "convert", "sample", "bench", "readme")
