@@ -38,11 +38,17 @@ def test_int8_is_calibrated_on_trajectories_and_recorded(model_dir, tmp_path, ba
         assert art.op_coverage["islands"] == 1 and set(art.op_coverage["fallback_ops"]) <= {"aten.embedding.default"}
         assert {"add.Tensor", "cat.default"} <= set(art.op_coverage["kept_float"])
         assert art.options["kept_float"] == art.op_coverage["kept_float"]  # in the key: a new recipe re-converts
-    naive = convert_model(model_dir, backend, tmp_path / "naive", precision="int8", calibration="random",
+    assert artifact.read(tmp_path / "int8").precision == "int8"
+
+
+def test_other_calibration_data_is_another_artifact(model_dir, tmp_path):
+    """The calibration source is part of the artifact key (backend-independent: checked on OpenVINO, the fast one)."""
+    pytest.importorskip("nncf")
+    art = convert_model(model_dir, "openvino", tmp_path / "int8", precision="int8", calibration_samples=16)
+    naive = convert_model(model_dir, "openvino", tmp_path / "naive", precision="int8", calibration="random",
                           calibration_samples=16)
     assert naive.options["calibration"]["source"] == "random"
     assert naive.source["key"] != art.source["key"]  # other calibration data, another artifact
-    assert artifact.read(tmp_path / "int8").precision == "int8"
 
 
 def test_openvino_w8_compresses_weights_without_calibration(model_dir, tmp_path):

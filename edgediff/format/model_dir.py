@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgediff.errors import InputError, ModelFileError
-from edgediff.format import diffusers_dir, jsonfile
+from edgediff.format import diffusers_dir, jsonfile, text_to_image_dir
 from edgediff.format.configs import AutoencoderConfig, Request, TrainConfig, TrainingState, UNetConfig
 from edgediff.format.precond import Preconditioning
 from edgediff.format.schema import _show, section_problems
@@ -43,7 +43,7 @@ def resolve(model: str | os.PathLike) -> Path:
     if not (path / CONFIG_FILE).is_file() and not diffusers_dir.is_diffusers(path):
         raise ModelFileError(f"model {name!r} not found: expected 'default', a shipped model name "
                              f"({', '.join(list_shipped())}), an edgediff model directory containing {CONFIG_FILE}, "
-                             f"or {diffusers_dir.SUPPORTED}")
+                             f"{diffusers_dir.SUPPORTED}, or {text_to_image_dir.SUPPORTED}")
     return path
 
 
