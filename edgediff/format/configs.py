@@ -40,6 +40,7 @@ class UNetConfig:
     upsample: str = "nearest"
     widths: dict[str, int] = field(default_factory=dict)
     guidance_embed: bool = False  # LCM-style: the guidance scale w is an input, embedded like time
+    context_dim: int = 0  # > 0: a text model; every attention block cross-attends to context [B, L, context_dim]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -54,11 +55,7 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise InputError(f"unknown UNetConfig keys {sorted(unknown)}; expected a subset of {sorted(known)}")
-        return cls(**d)
+        return _from_dict(cls, d)
 
     def replace(self, **changes) -> UNetConfig:
         return dataclasses.replace(self, **changes)
@@ -86,6 +83,9 @@ def _check_config(c: UNetConfig) -> None:
         problems.append("channels, in/out channels, blocks_per_level and groups must be positive")
     if c.num_classes < 0 or not 0.0 <= c.dropout < 1.0:
         problems.append("num_classes must be >= 0 and dropout in [0, 1)")
+    if c.context_dim < 0 or (c.context_dim and c.num_classes):
+        problems.append(f"context_dim {c.context_dim} must be >= 0, and a text model (context_dim > 0) has no "
+                        f"classes (num_classes 0, got {c.num_classes})")
     if problems:
         raise InputError("invalid UNetConfig: " + "; ".join(problems))
 
@@ -145,10 +145,7 @@ class AutoencoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> AutoencoderConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(d, dict) or set(d) - known:
-            raise InputError(f"invalid autoencoder config: expected an object with keys from {sorted(known)}")
-        return cls(**d)
+        return _from_dict(cls, d)
 
     def replace(self, **changes) -> AutoencoderConfig:
         return dataclasses.replace(self, **changes)
@@ -226,3 +223,48 @@ def check_sigmas(sigmas, steps: int) -> list[float]:
     if not all(math.isfinite(v) for v in out) or out[-1] != 0.0 or not decreasing:
         raise InputError(f"sigmas {out} must be finite and strictly decreasing, ending in 0")
     return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextEncoderConfig:
+    """Architecture of the tiny text encoder: CLIP BPE ids (49,408) → a compact vocabulary (the caption tokens seen
+    in training, id 0 = unknown) → a small pre-LN causal transformer, CLIP's text tower in miniature."""
+
+    SECTION: ClassVar[str] = "text_encoder"
+
+    vocab_size: int = 2048  # compact ids, 0 = any CLIP token not in the training captions
+    max_length: int = 16  # tokens per prompt, BOS and EOS/pad included (CLIP's is 77)
+    width: int = 128  # hidden size = the UNet's context_dim
+    layers: int = 2
+    heads: int = 4
+    clip_vocab_size: int = 49408  # the tokenizer's vocabulary the remap table covers
+
+    def __post_init__(self) -> None:
+        problems = []
+        if min(self.vocab_size, self.max_length, self.width, self.layers, self.heads) <= 0:
+            problems.append("vocab_size, max_length, width, layers and heads must be positive")
+        elif self.width % self.heads:
+            problems.append(f"width {self.width} must be divisible by heads {self.heads}")
+        if not 3 <= self.max_length <= 77:
+            problems.append(f"max_length {self.max_length} must be in 3..77 (BOS, a token, EOS; CLIP's 77 at most)")
+        if self.vocab_size > self.clip_vocab_size:
+            problems.append(f"vocab_size {self.vocab_size} exceeds the tokenizer's {self.clip_vocab_size}")
+        if problems:
+            raise InputError("invalid TextEncoderConfig: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TextEncoderConfig:
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls, d):
+    """cls(**d) for the JSON form of a config, refusing a non-object or unknown keys with the keys expected."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(d, dict):
+        raise InputError(f"invalid {cls.__name__}: expected an object with keys from {sorted(known)}")
+    if set(d) - known:
+        raise InputError(f"unknown {cls.__name__} keys {sorted(set(d) - known)}; expected a subset of {sorted(known)}")
+    return cls(**d)

@@ -90,6 +90,29 @@ class Attention(nn.Module):
         return x + self.proj(out)
 
 
+class CrossAttention(nn.Module):
+    """Attention from pixels to text tokens (latent diffusion's conditioning, Rombach et al. 2022): queries from the
+    feature map, keys and values from the text encoder's hidden states; explicit softmax, as `Attention`."""
+
+    def __init__(self, channels: int, cfg: UNetConfig):
+        super().__init__()
+        self.heads = math.gcd(cfg.attention_heads, channels)
+        self.scale = 1.0 / math.sqrt(channels // self.heads)
+        self.norm = GroupNorm(cfg.groups, channels, decomposed=cfg.norm == "group_decomposed")
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.kv = nn.Linear(cfg.context_dim, 2 * channels)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.q(self.norm(x)).reshape(b * self.heads, c // self.heads, h * w)  # [bh, d, hw]
+        k, v = self.kv(context).reshape(b, -1, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).reshape(
+            2, b * self.heads, -1, c // self.heads).unbind(0)  # [bh, L, d] each
+        attn = torch.softmax((q.transpose(1, 2) @ k.transpose(1, 2)) * self.scale, dim=-1)  # [bh, hw, L]
+        out = (attn @ v).transpose(1, 2).reshape(b, c, h, w)
+        return x + self.proj(out)
+
+
 class Upsample(nn.Module):
     def __init__(self, channels: int, mode: str):
         super().__init__()
@@ -112,14 +135,17 @@ class Block(nn.Module):
         self.key = name  # the prefix of this block's entries in UNetConfig.widths
         self.res = ResBlock(cin, cout, cfg, mid=cfg.widths.get(f"{name}.res"))
         self.attn = Attention(cout, cfg, inner=cfg.widths.get(f"{name}.attn")) if attention else None
+        self.cross = CrossAttention(cout, cfg) if attention and cfg.context_dim else None
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         x = self.res(x, emb)
-        return self.attn(x) if self.attn is not None else x
+        x = self.attn(x) if self.attn is not None else x
+        return self.cross(x, context) if self.cross is not None else x
 
 
 class UNet(nn.Module):
-    """forward(x [B,C,H,W], t [B] = c_noise(σ), label [B] int or None) -> F(x, t, label) [B,C,H,W]."""
+    """forward(x [B,C,H,W], t [B] = c_noise(σ), label [B] int or None) -> F(x, t, label) [B,C,H,W]; for a text
+    model (config.context_dim > 0) `label` is the text encoder's output [B, L, context_dim] instead."""
 
     def __init__(self, config: UNetConfig):
         super().__init__()
@@ -129,6 +155,7 @@ class UNet(nn.Module):
         self.register_buffer("freqs", torch.exp(-math.log(10000.0) * torch.arange(half) / half), persistent=False)
         self.time_mlp = nn.Sequential(nn.Linear(temb, temb), nn.SiLU(), nn.Linear(temb, temb))
         self.label_emb = nn.Embedding(cfg.num_classes + 1, temb) if cfg.num_classes else None
+        self.context_dim = cfg.context_dim
         self.w_mlp = None
         if cfg.guidance_embed:  # zero-initialised output: a fresh student starts as its teacher
             self.w_mlp = nn.Sequential(nn.Linear(temb, temb), nn.SiLU(), nn.Linear(temb, temb))
@@ -182,21 +209,27 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None = None,
                 w: torch.Tensor | None = None) -> torch.Tensor:
         """F(x, t, label[, w]); `w` (the guidance scale, default 1) only for `config.guidance_embed` models."""
+        context = None
+        if self.context_dim:
+            if label is None or label.dim() != 3 or label.shape[-1] != self.context_dim:
+                raise ValueError(f"a text UNet takes context [B, L, {self.context_dim}] in the label slot, got "
+                                 f"{None if label is None else tuple(label.shape)}")
+            context, label = label.float(), None
         emb = self.embed(t, label, w)
         h = self.conv_in(x)
         hs = [h]
         for blocks, down in zip(self.down, self.downsample, strict=True):
             for block in blocks:
-                h = block(h, emb)
+                h = block(h, emb, context)
                 hs.append(h)
             if not isinstance(down, nn.Identity):
                 h = down(h)
                 hs.append(h)
         for block in self.mid:
-            h = block(h, emb)
+            h = block(h, emb, context)
         for blocks, up in zip(self.up, self.upsample, strict=True):
             for block in blocks:
-                h = block(torch.cat([h, hs.pop()], dim=1), emb)
+                h = block(torch.cat([h, hs.pop()], dim=1), emb, context)
             h = up(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
@@ -212,6 +245,8 @@ def flops_per_step(net: nn.Module, config: UNetConfig, *, batch: int = 1) -> int
     x = torch.zeros(batch, config.in_channels, config.resolution, config.resolution)
     t = torch.zeros(batch)
     label = torch.zeros(batch, dtype=torch.long) if config.num_classes else None
+    if config.context_dim:
+        label = torch.zeros(batch, 8, config.context_dim)  # a representative prompt length
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net(x, t, label)
     return int(counter.get_total_flops())
