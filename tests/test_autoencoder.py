@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from edgediff.errors import InputError
-from edgediff.format.configs import AutoencoderConfig
+from edgediff.format.latent_configs import AutoencoderConfig
 from edgediff.models.autoencoder import TinyAutoencoder
 
 RECIPE = "mobile_models/openmoji-ae/config.json"

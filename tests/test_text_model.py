@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from edgediff.errors import InputError
-from edgediff.format.configs import TextEncoderConfig, UNetConfig
+from edgediff.format.configs import UNetConfig
+from edgediff.format.latent_configs import TextEncoderConfig
 from edgediff.models import checkpoint
 from edgediff.models.text_encoder import TinyTextEncoder
 from tests.conftest import random_unet

@@ -89,5 +89,18 @@ def load_tokenizer(folder) -> object:
     return tokenizer
 
 
+def shipped_tokenizer(*, max_length: int = MAX_LENGTH) -> object:
+    """OpenAI's CLIP BPE tokenizer (SD 1.x's) built in memory from the shipped merge list: what the project's own
+    text model reads, with its own max_length."""
+    from edgediff.errors import require
+
+    transformers = require("transformers", "diffusers")
+    vocab, merges = vocab_and_merges()
+    tokenizer = transformers.CLIPTokenizer(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges],
+                                           bos_token=BOS, eos_token=EOS, unk_token=EOS, pad_token=EOS)
+    tokenizer.model_max_length = max_length
+    return tokenizer
+
+
 def _token(value) -> str:
     return value.get("content", "") if isinstance(value, dict) else str(value)

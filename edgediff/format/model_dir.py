@@ -14,13 +14,16 @@ from pathlib import Path
 
 from edgediff.errors import InputError, ModelFileError
 from edgediff.format import diffusers_dir, jsonfile, text_to_image_dir
-from edgediff.format.configs import AutoencoderConfig, Request, TrainConfig, TrainingState, UNetConfig
+from edgediff.format.configs import Request, TrainConfig, TrainingState, UNetConfig
+from edgediff.format.latent_configs import AutoencoderConfig, TextModelConfig
 from edgediff.format.precond import Preconditioning
 from edgediff.format.schema import _show, section_problems
 
 MODEL_FORMAT, MODEL_FORMAT_VERSION = "edgediff.model", 1
 FORMAT, FORMAT_VERSION = MODEL_FORMAT, MODEL_FORMAT_VERSION
 AUTOENCODER_FORMAT = "edgediff.autoencoder"  # a tiny autoencoder's directory (same version, "autoencoder" section)
+TEXT_MODEL_FORMAT = "edgediff.text_model"  # the project's own text-to-image model ("text_model" section)
+NETWORK_FORMATS = {AUTOENCODER_FORMAT: AutoencoderConfig, TEXT_MODEL_FORMAT: TextModelConfig}
 DEFAULT_MODEL = "mnist-tiny"
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 SECTIONS = {"unet": UNetConfig, "precond": Preconditioning, "training": TrainConfig, "sampler_defaults": Request,
@@ -45,6 +48,17 @@ def resolve(model: str | os.PathLike) -> Path:
                              f"({', '.join(list_shipped())}), an edgediff model directory containing {CONFIG_FILE}, "
                              f"{diffusers_dir.SUPPORTED}, or {text_to_image_dir.SUPPORTED}")
     return path
+
+
+def is_text_model(path) -> bool:
+    """True for a directory of the project's own text-to-image model (config.json of format edgediff.text_model)."""
+    file = Path(str(path)) / CONFIG_FILE
+    if not file.is_file():
+        return False
+    try:
+        return jsonfile.read_json(file).get("format") == TEXT_MODEL_FORMAT
+    except (ModelFileError, InputError, AttributeError):
+        return False
 
 
 def list_shipped() -> list[str]:
@@ -92,8 +106,8 @@ def check_model_config(meta, where: str) -> dict:
     Sections ("unet", "precond", "training", "sampler_defaults", "training_state") accept only their dataclass's
     fields. Other top-level keys are free-form metadata (names, provenance) and only need to be plain JSON.
     """
-    if isinstance(meta, dict) and meta.get("format") == AUTOENCODER_FORMAT:
-        return _check_autoencoder_config(meta, where)
+    if isinstance(meta, dict) and meta.get("format") in NETWORK_FORMATS:
+        return _check_network_config(meta, where, NETWORK_FORMATS[meta["format"]])
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{where} is not an edgediff model config (expected format {MODEL_FORMAT!r})")
     version = meta.get("format_version")
@@ -114,20 +128,23 @@ def check_model_config(meta, where: str) -> dict:
     return meta
 
 
-def _check_autoencoder_config(meta: dict, where: str) -> dict:
+def _check_network_config(meta: dict, where: str, config_cls) -> dict:
+    """An autoencoder's or text model's config.json: version, its one architecture section, training."""
     if meta.get("format_version") != MODEL_FORMAT_VERSION or isinstance(meta.get("format_version"), bool):
         raise ModelFileError(f"{where} has format_version {_show(meta.get('format_version'))}; this edgediff reads "
                              f"version {MODEL_FORMAT_VERSION}")
-    if "autoencoder" not in meta:
-        raise ModelFileError(f"{where} has no 'autoencoder' section; expected the AutoencoderConfig fields")
+    section = config_cls.SECTION
+    if section not in meta:
+        raise ModelFileError(f"{where} has no {section!r} section; expected the {config_cls.__name__} fields")
     problems = section_problems("training", TrainConfig, meta["training"]) if "training" in meta else []
     if not problems:
         try:
-            AutoencoderConfig.from_dict(meta["autoencoder"])
+            config_cls.from_dict(meta[section])
         except (InputError, TypeError, ValueError) as e:
             problems = [str(e)]
     if problems:
-        raise ModelFileError(f"{where} has an invalid autoencoder description: " + "; ".join(problems[:4]))
+        raise ModelFileError(f"{where} has an invalid {section.replace('_', ' ')} description: "
+                             + "; ".join(problems[:4]))
     return meta
 
 

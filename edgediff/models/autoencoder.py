@@ -8,11 +8,15 @@ image; the encoder only makes training latents (and image-to-image). Images are 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgediff.format.configs import AutoencoderConfig
+from edgediff.format.jsonfile import read_json
+from edgediff.format.latent_configs import AutoencoderConfig
+from edgediff.models import checkpoint as ckpt
 
 
 def _conv(c_in: int, c_out: int, *, stride: int = 1, bias: bool = True) -> nn.Conv2d:
@@ -93,3 +97,12 @@ class TinyAutoencoder(nn.Module):
         z = self.encoder(x)
         return self.decoder(z if noise is None else z + noise), z
 
+
+
+def load(path) -> TinyAutoencoder:
+    """A trained autoencoder directory (config.json with an "autoencoder" section + weights.safetensors)."""
+    path = Path(path)
+    meta = read_json(path / ckpt.CONFIG_FILE)
+    net = TinyAutoencoder(AutoencoderConfig.from_dict(meta[AutoencoderConfig.SECTION]))
+    ckpt.load_weights(net, path / ckpt.WEIGHTS_FILE)
+    return net.eval()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgediff.format.configs import TextEncoderConfig
+from edgediff.format.latent_configs import TextEncoderConfig
 
 
 class SelfAttention(nn.Module):
@@ -55,9 +55,9 @@ class TinyTextEncoder(nn.Module):
     def __init__(self, config: TextEncoderConfig):
         super().__init__()
         self.config = cfg = config
-        # CLIP id → compact id, as a float column read by an embedding lookup (exact below 2**24, and an embedding
-        # is the one op every backend keeps); a weight, so it travels in the safetensors file.
-        self.token_map = nn.Parameter(torch.zeros(cfg.clip_vocab_size, 1), requires_grad=False)
+        # CLIP id → compact id: an int32 column (stored exactly whatever dtype the float weights are saved in),
+        # read by an embedding lookup, the one op every backend keeps
+        self.register_buffer("token_map", torch.zeros(cfg.clip_vocab_size, 1, dtype=torch.int32))
         self.tokens = nn.Embedding(cfg.vocab_size, cfg.width)
         self.positions = nn.Parameter(torch.randn(cfg.max_length, cfg.width) * 0.01)
         self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
@@ -71,11 +71,11 @@ class TinyTextEncoder(nn.Module):
                              "(one row is kept for unknown tokens)")
         with torch.no_grad():
             self.token_map.zero_()
-            self.token_map[ids, 0] = torch.arange(1, len(ids) + 1, dtype=torch.float32)
+            self.token_map[ids, 0] = torch.arange(1, len(ids) + 1, dtype=torch.int32)
 
     def compact(self, ids: torch.Tensor) -> torch.Tensor:
         """CLIP ids → compact ids (long), unknown tokens → 0."""
-        return F.embedding(ids.long(), self.token_map).squeeze(-1).long()
+        return F.embedding(ids.long(), self.token_map.float()).squeeze(-1).long()
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.tokens(self.compact(ids)) + self.positions[: ids.shape[1]]

@@ -245,7 +245,7 @@ def flops_per_step(net: nn.Module, config: UNetConfig, *, batch: int = 1) -> int
     x = torch.zeros(batch, config.in_channels, config.resolution, config.resolution)
     t = torch.zeros(batch)
     label = torch.zeros(batch, dtype=torch.long) if config.num_classes else None
-    if config.context_dim:
+    if getattr(config, "context_dim", 0):  # a diffusers UNet's config has none
         label = torch.zeros(batch, 8, config.context_dim)  # a representative prompt length
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net(x, t, label)

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgediff.converters import base
 from edgediff.errors import InputError
-from edgediff.format import artifact, pipeline_manifest, text_to_image_dir
+from edgediff.format import artifact, model_dir, pipeline_manifest, text_to_image_dir
 from edgediff.format.artifact import Artifact, make_spec
 from edgediff.format.configs import Request
 from edgediff.format.inputs import InputSpec
@@ -90,6 +90,12 @@ def open_model(target, *, backend: str = "auto", device: str | None = None, thre
         from edgediff.converters.pipeline_artifact import open_artifact
 
         return open_artifact(path, device=device, threads=threads)
+    if not isinstance(target, Artifact | checkpoint.ModelDir) and model_dir.is_text_model(path) and not decoder:
+        if backend not in ("auto", "eager"):
+            raise InputError(f"{path} is a text-model directory: it runs on backend 'eager'")
+        from edgediff.models import text_model
+
+        return text_model.eager_pipeline(path)
     if not isinstance(target, Artifact | checkpoint.ModelDir) and text_to_image_dir.is_text_to_image(path):
         if backend not in ("auto", "eager"):
             raise InputError(f"{path} is a diffusers text-to-image folder: it runs on backend 'eager'")

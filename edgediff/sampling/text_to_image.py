@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgediff.errors import EdgediffWarning, InputError
-from edgediff.format.precond import VPPreconditioning
+from edgediff.format.precond import Preconditioning, VPPreconditioning
 from edgediff.sampling.denoiser import make_denoiser
 from edgediff.sampling.guidance import paired_guidance
 from edgediff.sampling.samplers import get_sampler
@@ -35,7 +35,7 @@ class TextToImage:
     text_encoder: Network  # ids → context
     unet: Network  # (x, t, context[, w]) → ε | v | x0
     vae_decoder: Network  # latents / scaling → image in [-1, 1]
-    precond: VPPreconditioning
+    precond: Preconditioning  # VPPreconditioning for diffusers folders (VP latents), EDM's for the project's own
     latent_shape: tuple[int, int, int]
     scaling_factor: float
     guidance_embed: bool
@@ -78,10 +78,11 @@ class TextToImage:
                 uncond = np.repeat(self.encode([negative or ""]), n, axis=0)
                 pair = make_denoiser(self.unet, self.precond, label=np.concatenate([uncond, context]))
                 den = paired_guidance(pair, guidance)
-        x = latents.astype(np.float64) * (1 + sigmas[0] ** 2) ** 0.5  # VP x_T → σ-space
+        vp = isinstance(self.precond, VPPreconditioning)  # VP latents (diffusers) or EDM's σ-space ones
+        x = latents.astype(np.float64) * ((1 + sigmas[0] ** 2) ** 0.5 if vp else sigmas[0])  # x_T → σ-space
         callback = _progress(steps) if progress else None
         x = get_sampler(sampler)(den, x, sigmas, noise=noise or (lambda s: rng.standard_normal(s)), callback=callback)
-        z = x / (1 + sigmas[-1] ** 2) ** 0.5  # σ-space → the scheduler's last VP latent
+        z = x / (1 + sigmas[-1] ** 2) ** 0.5 if vp else x  # σ-space → the scheduler's last VP latent
         return np.asarray(self.vae_decoder((z / self.scaling_factor).astype(np.float32)), dtype=np.float32)
 
 

@@ -14,12 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from edgediff.errors import InputError
-from edgediff.format.configs import AutoencoderConfig, TrainConfig
+from edgediff.format.configs import TrainConfig
 from edgediff.format.files import write_text
 from edgediff.format.jsonfile import read_json
+from edgediff.format.latent_configs import AutoencoderConfig
 from edgediff.format.model_dir import AUTOENCODER_FORMAT
 from edgediff.models import checkpoint as ckpt
-from edgediff.models.autoencoder import TinyAutoencoder
+from edgediff.models.autoencoder import TinyAutoencoder, load  # noqa: F401  (load: re-exported)
 from edgediff.training import emoji
 from edgediff.training.batch import Batch, LossFn
 from edgediff.training.loop import run
@@ -73,15 +74,6 @@ def fit_config(meta: dict, out: Path, *, resume: bool = True, progress: bool = T
                resume=resume, progress=progress, device=device,
                extra_meta={"format": AUTOENCODER_FORMAT, **{k: meta[k] for k in ("licence", "attribution")
                                                              if k in meta}})
-
-
-def load(path) -> TinyAutoencoder:
-    """A trained autoencoder directory (config.json with an "autoencoder" section + weights.safetensors)."""
-    path = Path(path)
-    meta = read_json(path / ckpt.CONFIG_FILE)
-    net = TinyAutoencoder(AutoencoderConfig.from_dict(meta[AutoencoderConfig.SECTION]))
-    ckpt.load_weights(net, path / ckpt.WEIGHTS_FILE)
-    return net.eval()
 
 
 @torch.no_grad()
