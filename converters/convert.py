@@ -8,7 +8,7 @@ import os
 from edgediff.converters import base
 from edgediff.converters import calibration as calibrate
 from edgediff.errors import InputError
-from edgediff.format import artifact, text_to_image_dir
+from edgediff.format import artifact, model_dir
 from edgediff.format.files import file_sha256
 from edgediff.models import checkpoint
 from edgediff.models import diffusers as byom
@@ -29,10 +29,11 @@ def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: i
     be = base.get(backend)
     decoder = options.pop("decoder", None)
     base.check_options(be, "convert", options)
-    if isinstance(model, str | os.PathLike) and text_to_image_dir.is_text_to_image(model):
+    folder = model_dir.prompt_model(model) if isinstance(model, str | os.PathLike) else None
+    if folder is not None:  # a diffusers text-to-image folder or the project's own text model
         from edgediff.converters.text_to_image import convert_pipeline
 
-        return convert_pipeline(model, backend, out, precision=precision, unet_batch=batch, decoder=decoder,
+        return convert_pipeline(folder, backend, out, precision=precision, unet_batch=batch, decoder=decoder,
                                 **options)
     if decoder is not None:
         raise InputError(f"a decoder folder is taken with a text-to-image pipeline folder; {model} is not one")

@@ -1,4 +1,6 @@
-"""A diffusers text-to-image folder → a pipeline artifact: one parity-gated artifact per component plus a manifest.
+"""A text-to-image model → a pipeline artifact: one parity-gated artifact per component plus a manifest. The model
+is a diffusers folder (models.text_to_image) or the project's own text model (models.text_model): both load as
+the same parts (text_encoder, unet, vae_decoder, precond, σ lists, tokenizer).
 
 The recipe, one component at a time so a laptop converts what it can hold (apple/ml-stable-diffusion's
 `torch2coreml.py` does the same): run the eager pipeline once on a few prompts and record every component's real
@@ -11,7 +13,6 @@ components are reused).
 from __future__ import annotations
 
 import gc
-import shutil
 import time
 from pathlib import Path
 
@@ -40,7 +41,6 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
     call; 1: two calls per step); text encoder and decoder stay at batch 1. `decoder`: a separate AutoencoderTiny
     (TAESD) / AutoencoderKL folder converted as the vae_decoder instead of the folder's vae/."""
     from edgediff.converters.pipeline_artifact import open_artifact
-    from edgediff.models import text_to_image
 
     be = base.get(backend)
     if unet_batch not in UNET_BATCHES or isinstance(unet_batch, bool):
@@ -50,8 +50,8 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
         raise InputError(f"text-to-image pipelines convert for {', '.join(BACKENDS)}; {backend} does not take them yet")
     precisions = _precisions(precision, be, backend)
     out = Path(out)
-    parts = text_to_image.load(folder, decoder=decoder)
-    eager = text_to_image.eager_pipeline(parts)
+    parts = load_parts(folder, decoder=decoder)
+    eager = parts.eager()
     recorded, calibration = record_inputs(eager, parts.sampler_defaults, unet_batch=unet_batch)
     reference = eager.generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
     components = {}
@@ -66,7 +66,7 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
         try:
             art = be.convert(net, spec, out / name, precision=precisions[name], calibration=calib,
                              precond=parts.precond, sampler_defaults={},
-                             source=_source(parts.folder, name), **options)
+                             source=parts.source(name), **options)
         except EdgediffError:
             raise
         except Exception as e:  # a converter's own failure: one line naming the component, never a traceback
@@ -79,13 +79,13 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
                             "convert_s": round(time.perf_counter() - started, 2), "peak_rss_mb": _peak_rss()}
         del net.parity_inputs, art
         gc.collect()
-    tokenizer = _copy_tokenizer(parts.folder.root / "tokenizer", out / "tokenizer")
+    tokenizer = _hash_tokenizer(parts.copy_tokenizer(out / "tokenizer"))
     manifest = pipeline_manifest.make(
-        name=parts.folder.root.name, pipeline=parts.folder.pipeline, components=components, tokenizer=tokenizer,
+        name=parts.name, pipeline=parts.pipeline, components=components, tokenizer=tokenizer,
         max_length=parts.max_length, latent_shape=parts.latent_shape, scaling_factor=parts.scaling_factor,
         precond=parts.precond.to_dict(), guidance_embed=parts.guidance_embed,
         sampler_defaults=parts.sampler_defaults,
-        sigmas={n: text_to_image.sigmas(parts, n) for n in range(1, MAX_STEPS + 1)})
+        sigmas={n: parts.sigmas_at(n) for n in range(1, MAX_STEPS + 1)})
     if be.unavailable() is None:  # the converted pipeline end to end, against eager's image
         image = open_artifact(out, manifest=manifest).generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
         manifest["end_to_end"] = {"prompt": CHECK_PROMPT, "seed": CHECK_SEED,
@@ -151,11 +151,20 @@ def _calibration(calls):
                        w=stack[3] if len(stack) > 3 else None)
 
 
-def _source(folder, name: str) -> dict:
-    source = {"model": folder.root.name, "component": name}
-    if name == "vae_decoder" and folder.decoder is not None:
-        source.update(decoder=folder.decoder.resolve().name, decoder_class=folder.classes["vae"])
-    return source
+def load_parts(folder, *, decoder=None):
+    """The components of a diffusers text-to-image folder or of the project's own trained text-model directory."""
+    from edgediff.format import model_dir
+
+    if model_dir.is_text_model(folder):
+        if decoder is not None:
+            raise InputError(f"{folder} is an edgediff text model: it carries its own decoder (vae/); expected no "
+                             f"decoder folder")
+        from edgediff.models import text_model
+
+        return text_model.parts(folder)
+    from edgediff.models import text_to_image
+
+    return text_to_image.load(folder, decoder=decoder)
 
 
 def _names(name: str, net) -> tuple[str, ...]:
@@ -163,17 +172,12 @@ def _names(name: str, net) -> tuple[str, ...]:
         return ("ids",)
     if name == "vae_decoder":
         return ("z",)
-    return ("x", "t", "context", "w") if net.cond_dim is not None else ("x", "t", "context")
+    return ("x", "t", "context", "w") if getattr(net, "cond_dim", None) is not None else ("x", "t", "context")
 
 
-def _copy_tokenizer(src: Path, dest: Path) -> dict:
-    dest.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for f in sorted(src.iterdir()):
-        if f.is_file() and f.suffix in (".json", ".txt"):
-            shutil.copyfile(f, dest / f.name)
-            files[f.name] = file_sha256(dest / f.name)
-    return {"dir": "tokenizer", "sha256": files}
+def _hash_tokenizer(dest: Path) -> dict:
+    files = {f.name: file_sha256(f) for f in sorted(dest.iterdir()) if f.is_file()}
+    return {"dir": dest.name, "sha256": files}
 
 
 def _peak_rss() -> float:

@@ -77,8 +77,15 @@ def _compress_report(a):
 def _pipeline(a):
     from edgediff.workflow import pipeline
 
-    if text_to_image_dir.is_text_to_image(a.model):
-        return _pipeline_text_to_image(a)
+    folder = model_dir.prompt_model(a.model, default_text=a.task == "text-to-image")
+    if a.task == "text-to-image" and folder is None:
+        raise InputError(f"--task text-to-image takes a text-to-image model; {a.model} is not one (expected "
+                         f"'default', {model_dir.DEFAULT_TEXT_MODEL}, an edgediff text-model directory or "
+                         f"{text_to_image_dir.SUPPORTED})")
+    if folder is not None and a.task != "image":
+        return _pipeline_text_to_image(a, folder)
+    if folder is not None:
+        raise InputError(f"{a.model} is a text-to-image model; --task image takes a class-conditional image model")
     recipe = pipeline.Recipe(config=a.config, train_steps=a.train_steps, prune=a.prune, prune_steps=a.prune_steps,
                              distill_steps=a.distill_steps, threads=a.threads)
     targets = a.targets.split(",") if a.targets else None
@@ -90,7 +97,7 @@ def _pipeline(a):
     print(f"done: {result}")
 
 
-def _pipeline_text_to_image(a):
+def _pipeline_text_to_image(a, folder):
     from edgediff.workflow import pipeline_text_to_image
 
     for flag, value in (("--config", a.config), ("--prune", a.prune or None), ("--distill-steps",
@@ -100,7 +107,7 @@ def _pipeline_text_to_image(a):
                              f"benches the folder as it is)")
     targets = a.targets.split(",") if a.targets else None
     stages = a.stages.split(",") if a.stages else None
-    result = pipeline_text_to_image.run(a.model, Path(a.out), targets=targets, stages=stages, progress=not a.quiet)
+    result = pipeline_text_to_image.run(folder, Path(a.out), targets=targets, stages=stages, progress=not a.quiet)
     print(f"done: {result}")
 
 
@@ -127,7 +134,7 @@ def _sample(a):
 
     if a.prompt is not None or a.negative_prompt is not None:
         return _sample_prompt(a)
-    if text_to_image_dir.is_text_to_image(a.model):
+    if model_dir.prompt_model(a.model) is not None:
         raise InputError(f"{a.model} is a text-to-image pipeline: it expects --prompt TEXT")
     asked = {"n": 100 if a.n is None else a.n, "seed": a.seed, "sampler": a.sampler, "steps": a.steps,
              "guidance": a.guidance, "label": a.label, "batch_size": a.batch_size,
@@ -164,9 +171,11 @@ def _sample_prompt(a):
         raise InputError(f"--n must be >= 1, got {a.n}")
     images_io.check_path(Path(a.out))
     decoder = {"decoder": a.decoder} if a.decoder else {}
-    model = edgediff.load(a.model, backend=a.backend, device=a.device, threads=a.threads, **decoder)
+    target = model_dir.prompt_model(a.model, default_text=True) or a.model  # no --model: the shipped text default
+    model = edgediff.load(target, backend=a.backend, device=a.device, threads=a.threads, **decoder)
     if not isinstance(model, TextToImage):
-        raise InputError(f"{a.model} is not a text-to-image pipeline; --prompt takes a diffusers text-to-image "
+        raise InputError(f"{a.model} is not a text-to-image pipeline; --prompt takes {model_dir.DEFAULT_TEXT_MODEL}, "
+                         f"an edgediff text-model directory, a converted pipeline or a diffusers text-to-image "
                          f"folder (model_index.json with a text_encoder)")
     images = model.generate(prompt=a.prompt, negative_prompt=a.negative_prompt, n=a.n or 1, seed=a.seed,
                             steps=a.steps, guidance=a.guidance, sampler=a.sampler, progress=not a.quiet)

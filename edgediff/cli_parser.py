@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("pipeline", help="the whole job: convert for every runtime, sample, bench, OUT/README.md")
     pl.add_argument("--model", default="default", help="the base model: 'default', a shipped name or a dir")
+    pl.add_argument("--task", choices=("image", "text-to-image"), help="image: the class-conditional pixel "
+                    "pipeline; text-to-image: a prompt pipeline ('default' is the shipped openmoji-t2i). Default: "
+                    "what --model is")
     pl.add_argument("--config", help="train a new base model from this config (config.json, model dir or shipped "
                     "name) instead of using --model")
     pl.add_argument("--train-steps", type=int, help="training steps for --config (default: the config's own)")

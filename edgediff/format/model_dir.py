@@ -25,6 +25,7 @@ AUTOENCODER_FORMAT = "edgediff.autoencoder"  # a tiny autoencoder's directory (s
 TEXT_MODEL_FORMAT = "edgediff.text_model"  # the project's own text-to-image model ("text_model" section)
 NETWORK_FORMATS = {AUTOENCODER_FORMAT: AutoencoderConfig, TEXT_MODEL_FORMAT: TextModelConfig}
 DEFAULT_MODEL = "mnist-tiny"
+DEFAULT_TEXT_MODEL = "openmoji-t2i"  # what a prompt draws with when no model is named
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 SECTIONS = {"unet": UNetConfig, "precond": Preconditioning, "training": TrainConfig, "sampler_defaults": Request,
             "training_state": TrainingState}  # config.json sections and the dataclass each one describes
@@ -59,6 +60,18 @@ def is_text_model(path) -> bool:
         return jsonfile.read_json(file).get("format") == TEXT_MODEL_FORMAT
     except (ModelFileError, InputError, AttributeError):
         return False
+
+
+def prompt_model(model, *, default_text: bool = False) -> Path | None:
+    """The folder of a text-to-image model — a shipped text model's name, a text-model directory or a diffusers
+    text-to-image folder; 'default' too where `default_text` (a prompt given: DEFAULT_TEXT_MODEL) — or None."""
+    name = str(model)
+    name = DEFAULT_TEXT_MODEL if name == "default" and default_text else name
+    shipped = shipped_models_dir() / name
+    if "/" not in name and is_text_model(shipped):
+        return shipped
+    path = Path(str(model))
+    return path if is_text_model(path) or text_to_image_dir.is_text_to_image(path) else None
 
 
 def list_shipped() -> list[str]:

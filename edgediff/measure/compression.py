@@ -13,7 +13,7 @@ from pathlib import Path
 from edgediff.converters import base
 from edgediff.converters.convert import convert_model
 from edgediff.errors import InputError
-from edgediff.format import text_to_image_dir
+from edgediff.format import model_dir
 from edgediff.format.files import write_text
 from edgediff.measure import bench
 from edgediff.measure.report import markdown_table
@@ -66,12 +66,13 @@ def report(models, out: Path, *, work: Path | None = None, fid: int = 1000, thre
 
     if not models:
         raise InputError("compress-report needs at least one model (e.g. default and a pruned model dir)")
-    if any(text_to_image_dir.is_text_to_image(m) for m in models):
+    folders = [model_dir.prompt_model(m) for m in models]
+    if any(folders):
         if len(models) != 1:
             raise InputError("compress-report takes one text-to-image folder at a time")
         from edgediff.measure import compression_pipeline
 
-        return compression_pipeline.report(models[0], Path(out), work=work, threads=threads, progress=progress)
+        return compression_pipeline.report(folders[0], Path(out), work=work, threads=threads, progress=progress)
     out = Path(out)
     targets = build(list(models), Path(work or out / "artifacts"), naive=naive, progress=progress)
     records = bench.run(targets, out_dir=out, fid=fid, threads=threads, progress=progress)

@@ -6,7 +6,7 @@ import importlib.util
 import platform
 
 from edgediff.converters import base
-from edgediff.format import pipeline_manifest, text_to_image_dir
+from edgediff.format import model_dir, pipeline_manifest
 from edgediff.measure import info_text_to_image
 from edgediff.models import checkpoint
 from edgediff.models.unet import count_params, flops_per_step
@@ -17,7 +17,7 @@ TOOLS = {"prune": "torch_pruning"}  # optional non-backend extras
 def describe(model: str) -> dict:
     """Params, GFLOPs per network call (batch 1) and weight file size of one model directory (per component for a
     text-to-image folder or pipeline artifact)."""
-    if text_to_image_dir.is_text_to_image(model) or pipeline_manifest.is_pipeline(model):
+    if model_dir.prompt_model(model) is not None or pipeline_manifest.is_pipeline(model):
         return info_text_to_image.describe(model)
     md = checkpoint.load(model, weights=False)
     weights = md.weights_file

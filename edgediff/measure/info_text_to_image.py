@@ -1,12 +1,16 @@
-"""`edgediff info` on a text-to-image folder or pipeline artifact: one row per component, read from files only
-(parameter counts from the safetensors headers, so a 1 B-parameter folder is described without loading it)."""
+"""`edgediff info` on a text-to-image folder, the project's own text model or a pipeline artifact: one row per
+component, read from files only (parameter counts from the safetensors headers, so a 1 B-parameter folder is
+described without loading it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edgediff.format import artifact, pipeline_manifest, text_to_image_dir
+from edgediff.format import artifact, model_dir, pipeline_manifest, text_to_image_dir
 from edgediff.format.diffusers_dir import SCHEDULER_FILE, read_json
+
+TEXT_MODEL_PARTS = {"text_encoder": ("weights.safetensors", "text_encoder."), "unet": ("weights.safetensors", "unet."),
+                    "vae_decoder": ("vae/weights.safetensors", "decoder.")}  # file and key prefix per component
 
 
 def describe(path) -> dict:
@@ -14,7 +18,32 @@ def describe(path) -> dict:
     path = Path(path)
     if pipeline_manifest.is_pipeline(path):
         return _artifact(path)
+    found = model_dir.prompt_model(path)
+    if found is not None and model_dir.is_text_model(found):
+        return _text_model(found)
     return _folder(path)
+
+
+def text_model_components(path: Path) -> dict:
+    """{component: {"params", "weights_mb"}} of a text-model directory, from its safetensors headers (fp32 bytes
+    of the component's tensors)."""
+    out = {}
+    for name, (file, prefix) in TEXT_MODEL_PARTS.items():
+        params = _params(path / file, prefix)
+        out[name] = {"class": "edgediff", "params": params, "weights_mb": round(params * 4 / 1e6, 2)}
+    return out
+
+
+def _text_model(path: Path) -> dict:
+    meta = read_json(path / model_dir.CONFIG_FILE)
+    unet = meta["text_model"]["unet"]
+    ae = read_json(path / meta.get("autoencoder_dir", "vae") / model_dir.CONFIG_FILE)
+    size = unet["resolution"]
+    state = meta.get("training_state") or {}
+    return {"kind": "text_to_image", "name": meta.get("name", path.name), "path": str(path),
+            "source": f"edgediff text model ({state.get('step', 0)} steps trained), EDM, {ae.get('name', 'tiny')} "
+                      f"autoencoder", "latent_shape": [unet["in_channels"], size, size], "guidance_embed": False,
+            "components": text_model_components(path)}
 
 
 def _folder(path: Path) -> dict:
@@ -47,12 +76,15 @@ def _artifact(path: Path) -> dict:
             "sampler_defaults": m["sampler_defaults"], "end_to_end": m.get("end_to_end"), "components": components}
 
 
-def _params(file: Path) -> int:
+def _params(file: Path, prefix: str = "") -> int:
+    """Float tensors' elements under `prefix` (integer tables, e.g. a token map, are not parameters)."""
     from safetensors import safe_open
 
     total = 0
     with safe_open(str(file), "np") as f:
-        for key in f.keys():
+        for key in (k for k in f.keys() if k.startswith(prefix)):
+            if not f.get_slice(key).get_dtype().startswith(("F", "BF")):
+                continue
             n = 1
             for d in f.get_slice(key).get_shape():
                 n *= d

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from edgediff.converters import base
-from edgediff.format import artifact, pipeline_manifest, text_to_image_dir
+from edgediff.format import artifact, model_dir, pipeline_manifest, text_to_image_dir
 from edgediff.measure.latency import cpu_seconds, host, measure, peak_rss_mb
 from edgediff.measure.record import Record
 
@@ -25,12 +25,19 @@ PROMPT = "a red apple on a wooden table"
 
 
 def is_pipeline(target) -> bool:
-    return pipeline_manifest.is_pipeline(target) or text_to_image_dir.is_text_to_image(target)
+    return pipeline_manifest.is_pipeline(target) or model_dir.prompt_model(target) is not None
 
 
 def describe(target) -> dict:
     """Per component: backend, precision, dir, size (MB) and parity; and the pipeline's name (no runtime)."""
     path = Path(target)
+    found = None if pipeline_manifest.is_pipeline(path) else model_dir.prompt_model(path)
+    if found is not None and model_dir.is_text_model(found):
+        from edgediff.measure.info_text_to_image import text_model_components
+
+        comps = {c: {"backend": "eager", "precision": "fp32", "path": str(found), "parity_db": None, "batch": None,
+                     "size_mb": v["weights_mb"]} for c, v in text_model_components(found).items()}
+        return {"name": found.resolve().name, "components": comps, "end_to_end_db": None}
     if not pipeline_manifest.is_pipeline(path):
         folder = text_to_image_dir.locate(path)
         comps = {c: {"backend": "eager", "precision": "fp32", "path": str(path / p), "parity_db": None, "batch": None,

@@ -148,9 +148,15 @@ def _short(e: Exception) -> str:
     return text[:200]
 
 
-def save(path: Path, net: UNet, meta: dict, *, dtype: torch.dtype = torch.float32) -> Path:
+def save(path: Path, net: UNet, meta: dict, *, dtype: torch.dtype | None = None) -> Path:
     """Write config.json + weights.safetensors into `path`, each file atomically; `dtype` float16/bfloat16 stores
-    the float weights at half the size (`load` upcasts them to float32)."""
+    the float weights at half the size (`load` upcasts them to float32). None: the config's own "weights_dtype"
+    ("float16", "bfloat16"; a shipped model's size budget), else float32."""
+    if dtype is None:
+        name = meta.get("weights_dtype", "float32")
+        dtype = getattr(torch, name, None) if isinstance(name, str) else None
+        if dtype not in (torch.float32, *HALF_DTYPES):
+            raise ValueError(f"weights_dtype {name!r}; expected float32, float16 or bfloat16")
     if dtype not in (torch.float32, *HALF_DTYPES):
         raise ValueError(f"weights dtype {dtype} is not supported; expected float32, float16 or bfloat16")
     path = Path(path)

@@ -7,6 +7,9 @@ components a text-to-image pipeline converts and drives.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -40,8 +43,6 @@ class TextModel(nn.Module):
 
 def load(path):
     """(TextModel with its trained weights, the model directory's config.json) — safetensors and JSON only."""
-    from pathlib import Path
-
     from edgediff.format.jsonfile import read_json
     from edgediff.format.model_dir import check_model_config
     from edgediff.models import checkpoint as ckpt
@@ -53,27 +54,90 @@ def load(path):
     return net.eval(), meta
 
 
-def eager_pipeline(path):
-    """The eager text-to-image pipeline of a trained text-model directory: CLIP tokenizer → TinyTextEncoder →
-    cross-attention UNet (EDM, σ from Karras et al. 2022's schedule) → the tiny autoencoder's decoder."""
-    from pathlib import Path
+class ContextUNet(nn.Module):
+    """The text model's UNet behind the pipeline component signature (x, t, context) — the names a converted UNet
+    component's inputs carry (Core ML binds inputs by name)."""
 
-    from edgediff.format.clip_tokenizer import shipped_tokenizer
+    cond_dim = None  # no embedded guidance (classifier-free guidance runs on the host)
+
+    def __init__(self, unet: UNet):
+        super().__init__()
+        self.unet = unet.eval()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, context)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextModelParts:
+    """A trained text-model directory as the three networks a pipeline artifact converts (the same duck type as
+    `models.text_to_image.TextToImageParts`): TinyTextEncoder, ContextUNet, the tiny autoencoder's decoder."""
+
+    path: Path
+    meta: dict
+    text_encoder: nn.Module
+    unet: ContextUNet
+    vae_decoder: nn.Module
+    precond: object  # format.precond.Preconditioning (EDM)
+    latent_shape: tuple[int, int, int]
+    scaling_factor: float
+    max_length: int
+    guidance_embed: bool
+    sampler_defaults: dict
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", self.path.name))
+
+    pipeline = "edgediff TextModel"
+
+    def sigmas_at(self, steps: int) -> list[float]:
+        """Karras et al. 2022's σ schedule at `steps` steps (the one the EDM sampler walks), ending in 0."""
+        from edgediff.sampling.schedules import karras_sigmas
+
+        return karras_sigmas(steps, sigma_min=self.precond.sigma_min, sigma_max=self.precond.sigma_max)
+
+    def eager(self):
+        """The eager text-to-image pipeline over these networks."""
+        from edgediff.format.clip_tokenizer import shipped_tokenizer
+        from edgediff.models.eager import ModuleRunner
+        from edgediff.sampling.text_to_image import TextToImage, tokenizer_fn
+
+        return TextToImage(
+            name=self.name, path=self.path, backend="eager",
+            tokenize=tokenizer_fn(shipped_tokenizer(max_length=self.max_length), self.max_length, self.path.name),
+            text_encoder=ModuleRunner(self.text_encoder), unet=ModuleRunner(self.unet),
+            vae_decoder=ModuleRunner(self.vae_decoder), precond=self.precond, latent_shape=self.latent_shape,
+            scaling_factor=self.scaling_factor, guidance_embed=False, sampler_defaults=self.sampler_defaults,
+            sigmas_for=self.sigmas_at)
+
+    def source(self, component: str) -> dict:
+        return {"model": self.path.name, "component": component, "format": self.meta.get("format")}
+
+    def copy_tokenizer(self, dest: Path) -> Path:
+        """The CLIP BPE tokenizer the text encoder reads, as a tokenizer/ folder (vocab.json + merges.txt)."""
+        from edgediff.format.clip_tokenizer import write_clip_tokenizer
+
+        return write_clip_tokenizer(dest, max_length=self.max_length)
+
+
+def parts(path) -> TextModelParts:
+    """Load a trained text-model directory (safetensors and JSON only) as its pipeline components."""
     from edgediff.format.precond import Preconditioning
     from edgediff.models import autoencoder
-    from edgediff.models.eager import ModuleRunner
-    from edgediff.sampling.schedules import karras_sigmas
-    from edgediff.sampling.text_to_image import TextToImage, tokenizer_fn
 
     path = Path(path)
     net, meta = load(path)
-    ae = autoencoder.load(path / meta.get("autoencoder", "vae"))
+    ae = autoencoder.load(path / meta.get("autoencoder_dir", "vae"))
     precond = Preconditioning(**{k: v for k, v in meta["precond"].items() if k != "kind"})
-    length = net.config.text_encoder.max_length
-    return TextToImage(
-        name=meta.get("name", path.name), path=path, backend="eager",
-        tokenize=tokenizer_fn(shipped_tokenizer(max_length=length), length, path.name),
-        text_encoder=ModuleRunner(net.text_encoder), unet=ModuleRunner(net.unet), vae_decoder=ModuleRunner(ae.decoder),
-        precond=precond, latent_shape=ae.config.latent_shape, scaling_factor=ae.config.scaling_factor,
-        guidance_embed=False, sampler_defaults=meta["sampler_defaults"],
-        sigmas_for=lambda steps: karras_sigmas(steps, sigma_min=precond.sigma_min, sigma_max=precond.sigma_max))
+    return TextModelParts(path=path, meta=meta, text_encoder=net.text_encoder.eval(), unet=ContextUNet(net.unet),
+                          vae_decoder=ae.decoder.eval(), precond=precond, latent_shape=tuple(ae.config.latent_shape),
+                          scaling_factor=float(ae.config.scaling_factor),
+                          max_length=net.config.text_encoder.max_length, guidance_embed=False,
+                          sampler_defaults=dict(meta["sampler_defaults"]))
+
+
+def eager_pipeline(path):
+    """The eager text-to-image pipeline of a trained text-model directory: CLIP tokenizer → TinyTextEncoder →
+    cross-attention UNet (EDM, σ from Karras et al. 2022's schedule) → the tiny autoencoder's decoder."""
+    return parts(path).eager()

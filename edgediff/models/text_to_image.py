@@ -95,6 +95,37 @@ class TextToImageParts:
     sampler_defaults: dict
     final_sigma: float  # σ the scheduler's last step lands on (0, or ᾱ_0's σ when set_alpha_to_one is False)
 
+    @property
+    def name(self) -> str:
+        return self.folder.root.name
+
+    @property
+    def pipeline(self) -> str:
+        return self.folder.pipeline
+
+    def sigmas_at(self, steps: int) -> list[float]:
+        return sigmas(self, steps)
+
+    def eager(self):
+        return eager_pipeline(self)
+
+    def source(self, component: str) -> dict:
+        """Provenance of one component for its artifact."""
+        source = {"model": self.folder.root.name, "component": component}
+        if component == "vae_decoder" and self.folder.decoder is not None:
+            source.update(decoder=self.folder.decoder.resolve().name, decoder_class=self.folder.classes["vae"])
+        return source
+
+    def copy_tokenizer(self, dest: Path) -> Path:
+        """The folder's tokenizer files (JSON and text only) copied into `dest`."""
+        import shutil
+
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in sorted((self.folder.root / "tokenizer").iterdir()):
+            if f.is_file() and f.suffix in (".json", ".txt"):
+                shutil.copyfile(f, dest / f.name)
+        return dest
+
 
 def load(path, *, decoder=None) -> TextToImageParts:
     """Load a local text-to-image folder (safetensors weights only) or raise naming what is expected; `decoder`: a

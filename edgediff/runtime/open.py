@@ -90,7 +90,9 @@ def open_model(target, *, backend: str = "auto", device: str | None = None, thre
         from edgediff.converters.pipeline_artifact import open_artifact
 
         return open_artifact(path, device=device, threads=threads)
-    if not isinstance(target, Artifact | checkpoint.ModelDir) and model_dir.is_text_model(path) and not decoder:
+    found = None if isinstance(target, Artifact | checkpoint.ModelDir) else model_dir.prompt_model(path)
+    if found is not None and model_dir.is_text_model(found) and not decoder:  # a shipped name or a directory
+        path = found
         if backend not in ("auto", "eager"):
             raise InputError(f"{path} is a text-model directory: it runs on backend 'eager'")
         from edgediff.models import text_model

@@ -28,7 +28,8 @@ from edgediff.training.data import ImageData
 from edgediff.training.edm import edm
 from edgediff.training.loop import run
 
-AUTOENCODER_DIR = "vae"  # the autoencoder travels inside the model directory
+AUTOENCODER_DIR = "vae"  # the autoencoder travels inside the model directory ("autoencoder" names its source)
+WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")  # how the exported weights are stored (fp16: half the MB)
 DEFAULT_SAMPLER = {"sampler": "dpmpp_2m", "steps": 20, "guidance": 3.0}
 
 
@@ -85,6 +86,8 @@ def fit_config(meta: dict, out: Path, *, resume: bool = True, progress: bool = T
         precond = Preconditioning(**{k: v for k, v in meta.get("precond", {}).items() if k != "kind"})
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"invalid text model config: {e}") from None
+    if meta.get("weights_dtype", "float32") not in WEIGHTS_DTYPES:
+        raise InputError(f"weights_dtype {meta['weights_dtype']!r}; expected one of {', '.join(WEIGHTS_DTYPES)}")
     if cfg.data != "openmoji":
         raise InputError(f"a text model trains on captioned images; data {cfg.data!r} has no captions (expected "
                          f"'openmoji')")
@@ -107,9 +110,11 @@ def fit_config(meta: dict, out: Path, *, resume: bool = True, progress: bool = T
     net.set_captions(ids)
     z = latents(ae, train.images)[images]
     data = ImageData(z, np.arange(len(texts), dtype=np.int64), tuple(texts))
-    keep = {k: meta[k] for k in ("licence", "attribution", "caption_subgroup") if k in meta}
+    keep = {k: meta[k] for k in ("licence", "attribution", "caption_subgroup", "weights_dtype", "example_prompts")
+            if k in meta}
     record = {"format": TEXT_MODEL_FORMAT, "name": meta.get("name", Path(out).name), "data": cfg.data,
-              "training": asdict(cfg), "precond": precond.to_dict(), "autoencoder": AUTOENCODER_DIR,
+              "training": asdict(cfg), "precond": precond.to_dict(),
+              "autoencoder": str(meta.get("autoencoder", "openmoji-ae")), "autoencoder_dir": AUTOENCODER_DIR,
               "sampler_defaults": meta.get("sampler_defaults", DEFAULT_SAMPLER), **keep}
     loss = caption_dropout(edm(precond, cfg), p=cfg.label_dropout, empty=len(ids) - 1)
     out = run(net, dataclasses.replace(cfg, label_dropout=0.0), out, data=data, loss=loss, meta=record,

@@ -200,6 +200,8 @@ def _key(*parts) -> str:
             return x
         if x == "default" or (not x.startswith("/") and x in model_dir.list_shipped()):
             x = str(checkpoint.resolve(x))
+        if model_dir.is_text_model(x):  # its weights and its autoencoder's
+            return [artifact.file_sha256(f) for f in sorted(Path(x).glob("**/" + checkpoint.WEIGHTS_FILE))]
         if (Path(x) / checkpoint.WEIGHTS_FILE).is_file():
             return artifact.file_sha256(Path(x) / checkpoint.WEIGHTS_FILE)
         if text_to_image_dir.is_text_to_image(x):  # by every weights file and the scheduler's config

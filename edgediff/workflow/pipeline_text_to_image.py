@@ -1,4 +1,5 @@
-"""`edgediff pipeline --model sd_folder`: the whole job on a diffusers text-to-image folder, each stage cached.
+"""`edgediff pipeline --task text-to-image [--model sd_folder]`: the whole job on a text-to-image model (a diffusers
+folder or the project's own text model; by default the shipped openmoji-t2i), each stage cached.
 
 convert the folder into a pipeline artifact per target (OpenVINO fp32 + hybrid int8, ExecuTorch fp32, Core ML
 fp16 by default) → a grid of the same prompts and seeds per backend that runs here (and the eager folder) → bench
@@ -15,7 +16,7 @@ import numpy as np
 from edgediff.converters import base
 from edgediff.converters.text_to_image import BACKENDS, convert_pipeline
 from edgediff.errors import InputError, MissingDependencyError
-from edgediff.format import artifact, pipeline_manifest, text_to_image_dir
+from edgediff.format import artifact, jsonfile, model_dir, pipeline_manifest, text_to_image_dir
 from edgediff.format import images as images_io
 from edgediff.format.files import write_text
 from edgediff.measure import bench
@@ -42,7 +43,9 @@ def run(folder, out: Path, *, targets=None, stages=None, progress: bool = True, 
     """Run the stages (see the module docstring); return OUT/README.md."""
     from edgediff.workflow.pipeline import STAGES, Plan, _key, _NotSelected, _stage
 
-    text_to_image_dir.locate(folder)  # a bad folder fails before anything is written
+    if not model_dir.is_text_model(folder):
+        text_to_image_dir.locate(folder)  # a bad folder fails before anything is written
+    prompts = prompts_for(folder)
     targets = targets_from(targets)
     stages = STAGES if stages is None else stages
     out = Path(out)
@@ -50,9 +53,11 @@ def run(folder, out: Path, *, targets=None, stages=None, progress: bool = True, 
     p = Plan(deploy=str(folder), compare=(), out=out, targets=targets)
     try:
         arts = _stage(p, "convert", stages, _key(str(folder), targets), lambda: _convert(p, progress))
-        grids = _stage(p, "sample", stages, _key(arts, steps), lambda: _sample(p, arts, steps, progress))
+        grids = _stage(p, "sample", stages, _key(arts, steps, prompts),
+                       lambda: _sample(p, arts, steps, prompts, progress))
         bench_dir = _stage(p, "bench", stages, _key(arts), lambda: _bench(p, arts, progress))
-        return Path(_stage(p, "readme", stages, _key(arts, grids, bench_dir), lambda: _readme(p, arts, grids)))
+        return Path(_stage(p, "readme", stages, _key(arts, grids, bench_dir),
+                           lambda: _readme(p, arts, grids, prompts)))
     except _NotSelected:
         return out
 
@@ -70,7 +75,16 @@ def _convert(p, progress: bool) -> dict[str, str]:
     return arts
 
 
-def _sample(p, arts: dict, steps, progress: bool) -> dict[str, str]:
+def prompts_for(folder) -> tuple[str, ...]:
+    """The prompts the grids draw: a text model's own example prompts (captions of its data), else PROMPTS."""
+    if model_dir.is_text_model(folder):
+        found = jsonfile.read_json(Path(folder) / model_dir.CONFIG_FILE).get("example_prompts")
+        if isinstance(found, list) and found and all(isinstance(t, str) for t in found):
+            return tuple(found)
+    return PROMPTS
+
+
+def _sample(p, arts: dict, steps, prompts, progress: bool) -> dict[str, str]:
     from edgediff.runtime.open import open_model
 
     sources = {"eager": p.deploy, **{k: v for k, v in arts.items() if not v.startswith("skipped")
@@ -78,11 +92,11 @@ def _sample(p, arts: dict, steps, progress: bool) -> dict[str, str]:
     grids = {}
     for name, src in sources.items():
         if progress:
-            print(f"sampling {len(PROMPTS)} prompts on {name} …", flush=True)
+            print(f"sampling {len(prompts)} prompts on {name} …", flush=True)
         pipe = open_model(src)
-        images = np.concatenate([pipe.generate(prompt=t, seed=i, steps=steps) for i, t in enumerate(PROMPTS)])
-        grids[name] = str(images_io.save(p.out / "grids" / f"{name}.png", images, np.arange(len(PROMPTS)),
-                                         class_names=PROMPTS))
+        images = np.concatenate([pipe.generate(prompt=t, seed=i, steps=steps) for i, t in enumerate(prompts)])
+        grids[name] = str(images_io.save(p.out / "grids" / f"{name}.png", images, np.arange(len(prompts)),
+                                         class_names=prompts))
     return grids
 
 
@@ -92,9 +106,9 @@ def _bench(p, arts: dict, progress: bool) -> str:
     return str(p.out / "bench")
 
 
-def _readme(p, arts: dict, grids: dict) -> str:
+def _readme(p, arts: dict, grids: dict, prompts) -> str:
     name = Path(p.deploy).resolve().name
-    lines = [f"# edgediff pipeline: {name} (text-to-image)", "", f"Source folder: `{p.deploy}`.", "",
+    lines = [f"# edgediff pipeline: {name} (text-to-image)", "", f"Source: `{p.deploy}`.", "",
              "## Pipeline artifacts", "", "| artifact | component | backend | precision | MB | parity dB | "
              "converted in s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
     for key, path in arts.items():
@@ -110,15 +124,16 @@ def _readme(p, arts: dict, grids: dict) -> str:
         e2e = m["end_to_end"]
         check = f"{e2e['psnr_db']:.1f} dB vs eager" if "psnr_db" in e2e else f"skipped: {e2e['skipped']}"
         lines.append(f"| {key} | image ({e2e.get('prompt', '–')!r}) | | | | {check} | | |")
-    lines += ["", "## Images", "", f"The same {len(PROMPTS)} prompts and seeds on every backend that runs here:", ""]
+    lines += ["", "## Images", "", f"The same {len(prompts)} prompts and seeds on every backend that runs here:", ""]
     lines += [f"- {k}: `{Path(v).relative_to(p.out)}`" for k, v in grids.items()]
     lines += ["", "## Latency", "", "Per component (text encoder per prompt, UNet per step, decoder per image) and "
               "per image at the recommended steps: `bench/report.md`.", "",
               "## In an app", "",
               "Each component is an ordinary edgediff artifact (`artifact.json` says its inputs, shapes and dtypes); "
               "`pipeline.json` carries what the host does: CLIP tokenization with the copied tokenizer files (pad "
-              "to `max_length`), the σ list for the chosen step count (`sigmas`), the VP preconditioning "
-              "(`precond`), classifier-free guidance or the guidance embedding (`guidance_embed`), and the latents "
+              "to `max_length`), the σ list for the chosen step count (`sigmas`), the preconditioning "
+              "(`precond`: VP for a diffusers folder, EDM for edgediff's own text model), classifier-free "
+              "guidance or the guidance embedding (`guidance_embed`), and the latents "
               "÷ `scaling_factor` before the decoder. `edgediff.load(path).generate(prompt=...)` is the reference "
               "host loop.", ""]
     path = p.out / "README.md"
