@@ -4,11 +4,14 @@ described without loading it)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from edgediff.format import artifact, model_dir, pipeline_manifest, text_to_image_dir
 from edgediff.format.diffusers_dir import SCHEDULER_FILE, read_json
 
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                "BOOL": 1}
 TEXT_MODEL_PARTS = {"text_encoder": ("weights.safetensors", "text_encoder."), "unet": ("weights.safetensors", "unet."),
                     "vae_decoder": ("vae/weights.safetensors", "decoder.")}  # file and key prefix per component
 
@@ -25,12 +28,12 @@ def describe(path) -> dict:
 
 
 def text_model_components(path: Path) -> dict:
-    """{component: {"params", "weights_mb"}} of a text-model directory, from its safetensors headers (fp32 bytes
-    of the component's tensors)."""
+    """{component: {"params", "weights_mb"}} of a text-model directory, from its safetensors headers (the MB its
+    tensors take as stored, e.g. float16)."""
     out = {}
     for name, (file, prefix) in TEXT_MODEL_PARTS.items():
-        params = _params(path / file, prefix)
-        out[name] = {"class": "edgediff", "params": params, "weights_mb": round(params * 4 / 1e6, 2)}
+        params, nbytes = _params(path / file, prefix, with_bytes=True)
+        out[name] = {"class": "edgediff", "params": params, "weights_mb": round(nbytes / 1e6, 2)}
     return out
 
 
@@ -76,20 +79,19 @@ def _artifact(path: Path) -> dict:
             "sampler_defaults": m["sampler_defaults"], "end_to_end": m.get("end_to_end"), "components": components}
 
 
-def _params(file: Path, prefix: str = "") -> int:
-    """Float tensors' elements under `prefix` (integer tables, e.g. a token map, are not parameters)."""
+def _params(file: Path, prefix: str = "", *, with_bytes: bool = False):
+    """Float tensors' elements under `prefix` (integer tables, e.g. a token map, are not parameters); with
+    `with_bytes` also the bytes every tensor under `prefix` takes in the file."""
     from safetensors import safe_open
 
-    total = 0
+    total = nbytes = 0
     with safe_open(str(file), "np") as f:
         for key in (k for k in f.keys() if k.startswith(prefix)):
-            if not f.get_slice(key).get_dtype().startswith(("F", "BF")):
-                continue
-            n = 1
-            for d in f.get_slice(key).get_shape():
-                n *= d
-            total += n
-    return total
+            s = f.get_slice(key)
+            n = math.prod(s.get_shape())
+            nbytes += n * _DTYPE_BYTES.get(s.get_dtype(), 4)
+            total += n if s.get_dtype().startswith(("F", "BF")) else 0
+    return (total, nbytes) if with_bytes else total
 
 
 def format_rows(row: dict) -> list[str]:

@@ -32,18 +32,19 @@ def describe(target) -> dict:
     """Per component: backend, precision, dir, size (MB) and parity; and the pipeline's name (no runtime)."""
     path = Path(target)
     found = None if pipeline_manifest.is_pipeline(path) else model_dir.prompt_model(path)
-    if found is not None and model_dir.is_text_model(found):
-        from edgediff.measure.info_text_to_image import text_model_components
+    if not pipeline_manifest.is_pipeline(path):  # eager: a text-model directory or a diffusers folder
+        if found is not None and model_dir.is_text_model(found):
+            from edgediff.measure.info_text_to_image import text_model_components
 
-        comps = {c: {"backend": "eager", "precision": "fp32", "path": str(found), "parity_db": None, "batch": None,
-                     "size_mb": v["weights_mb"]} for c, v in text_model_components(found).items()}
-        return {"name": found.resolve().name, "components": comps, "end_to_end_db": None}
-    if not pipeline_manifest.is_pipeline(path):
-        folder = text_to_image_dir.locate(path)
-        comps = {c: {"backend": "eager", "precision": "fp32", "path": str(path / p), "parity_db": None, "batch": None,
-                     "size_mb": sum(f.stat().st_size for f in (path / p).glob("*.safetensors")) / 1e6}
-                 for c, p in text_to_image_dir.COMPONENT_FOLDERS.items()}
-        return {"name": folder.root.resolve().name, "components": comps, "end_to_end_db": None}
+            name, sizes = found.resolve().name, {c: (found, v["weights_mb"])
+                                                 for c, v in text_model_components(found).items()}
+        else:
+            name = text_to_image_dir.locate(path).root.resolve().name
+            sizes = {c: (path / p, sum(f.stat().st_size for f in (path / p).glob("*.safetensors")) / 1e6)
+                     for c, p in text_to_image_dir.COMPONENT_FOLDERS.items()}
+        comps = {c: {"backend": "eager", "precision": "fp32", "path": str(p), "parity_db": None, "batch": None,
+                     "size_mb": mb} for c, (p, mb) in sizes.items()}
+        return {"name": name, "components": comps, "end_to_end_db": None}
     m = pipeline_manifest.read(path)
     comps = {}
     for c, entry in m["components"].items():
