@@ -231,7 +231,19 @@ def _devices(a):
 
 
 def _eval(a):
+    from edgediff.measure import quality, quality_emoji
+
+    if a.prompt is not None and a.prompts is not None:
+        raise InputError("give --prompt TEXT (one for all samples) or --prompts FILE.txt, not both")
     images, labels = images_io.read(Path(a.samples), a.labels)
+    prompts = a.prompt if a.prompts is None else images_io.read_prompts(Path(a.prompts))
+    if images.ndim == 4 and images.shape[1:] == quality.RGB_SHAPE:
+        result = quality_emoji.evaluate_emoji(images, prompts)
+        print(json.dumps(result.to_dict(), indent=2) if a.json else result.to_text())
+        return
+    if prompts is not None:
+        raise InputError(f"--prompt/--prompts score colour [N,{','.join(map(str, quality.RGB_SHAPE))}] samples of a "
+                         f"text-to-image model; {a.samples} holds {list(images.shape)} (digits take --labels)")
     _print_eval(images, labels, as_json=a.json)
 
 

@@ -126,10 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--fid", type=int, default=0, help="FID-proxy samples per bench target (0: latency only)")
     pl.add_argument("--quiet", action="store_true")
 
-    m = sub.add_parser("train-metric", help="train the digit classifier behind FID-proxy")
+    m = sub.add_parser("train-metric", help="train the classifier behind FID-proxy (digits; --data openmoji: emoji)")
     m.add_argument("--out", required=True)
-    m.add_argument("--data", default="mnist5k")
-    m.add_argument("--epochs", type=int, default=8)
+    m.add_argument("--data", default="mnist5k", help="mnist5k (digits), openmoji (colour emoji subgroups) or a "
+                   "digit dataset name")
+    m.add_argument("--epochs", type=int, help="default: 8 for digits, 30 for emoji")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--quiet", action="store_true")
 
@@ -183,8 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="what each runtime can use on this machine")
 
-    e = sub.add_parser("eval", help="FID-proxy, KID, real-vs-real floor, confidence of saved samples")
-    e.add_argument("--samples", required=True, help="FILE.npy written by `edgediff sample`")
+    e = sub.add_parser("eval", help="FID-proxy, KID, real-vs-real floor, confidence of saved samples (digits; "
+                       "colour emoji with prompt alignment and a memorisation check)")
+    e.add_argument("--samples", required=True, help="FILE.npy written by `edgediff sample` ([N,1,32,32] digits or "
+                   "[N,3,64,64] emoji)")
     e.add_argument("--labels", default="auto", help="FILE.npy of intended labels, 'auto' (sidecar) or 'none'")
+    e.add_argument("--prompt", help="colour samples: the prompt every sample was drawn from (prompt alignment)")
+    e.add_argument("--prompts", help="colour samples: FILE.txt with one prompt per sample, one per line")
     e.add_argument("--json", action="store_true")
     return p

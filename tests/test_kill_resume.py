@@ -50,10 +50,34 @@ def _env() -> dict:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(config) -> Path:
-    out = config.parent / "straight"
-    subprocess.run(_train_cmd(config, out), env=_env(), check=True, capture_output=True, timeout=600)
-    return out
+def text_config(tmp_path_factory) -> Path:
+    """The shipped text-to-image recipe (openmoji-t2i) at a tiny size: the same loop behind caption dropout."""
+    pytest.importorskip("resvg_py")
+    pytest.importorskip("transformers")
+    from tests.text_recipe import tiny_autoencoder, tiny_recipe
+
+    root = tmp_path_factory.mktemp("kill-text")
+    return tiny_recipe(root / "config.json", tiny_autoencoder(root / "ae"), STEPS, checkpoint_every=EVERY,
+                       log_every=1, seed=3)
+
+
+_STRAIGHT: dict[Path, Path] = {}
+
+
+def _uninterrupted(config: Path) -> Path:
+    if config not in _STRAIGHT:
+        out = config.parent / "straight"
+        subprocess.run(_train_cmd(config, out), env=_env(), check=True, capture_output=True, timeout=600)
+        _STRAIGHT[config] = out
+    return _STRAIGHT[config]
+
+
+def _weights(out: Path) -> dict:
+    from edgediff.models import text_model
+
+    meta = json.loads((out / "config.json").read_text())
+    net = text_model.load(out)[0] if meta["format"] == "edgediff.text_model" else checkpoint.load(out).net
+    return net.state_dict()
 
 
 def _latest_step(out: Path) -> int:
@@ -103,8 +127,11 @@ def _state(out: Path) -> dict:
     return json.loads((out / latest / "state.json").read_text())
 
 
-@pytest.mark.parametrize("mid_write", [False, True], ids=["random-step", "mid-write"])
-def test_sigkill_then_resume_matches_an_uninterrupted_run(config, uninterrupted, tmp_path, mid_write):
+@pytest.mark.parametrize(("recipe", "mid_write"), [("config", False), ("config", True), ("text_config", False)],
+                         ids=["random-step", "mid-write", "text-to-image-recipe"])
+def test_sigkill_then_resume_matches_an_uninterrupted_run(recipe, mid_write, request, tmp_path):
+    config = request.getfixturevalue(recipe)
+    uninterrupted = _uninterrupted(config)
     seed = int(os.environ.get("EDGEDIFF_KILL_SEED", time.time_ns() % 2**32))
     rng = np.random.default_rng(seed)
     out = tmp_path / "run"
@@ -121,7 +148,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(config, uninterrupted,
     assert [s for s, _ in b["losses"]] == list(range(1, STEPS + 1)), why
     np.testing.assert_allclose([v for _, v in b["losses"]], [v for _, v in a["losses"]], rtol=1e-4, atol=1e-6,
                                err_msg=why)
-    want, got = checkpoint.load(uninterrupted).net.state_dict(), checkpoint.load(out).net.state_dict()
+    want, got = _weights(uninterrupted), _weights(out)
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-6, msg=lambda m, k=k: f"{k}: {m} {why}")
     assert _partial_files(out) == [], why

@@ -7,6 +7,7 @@ same seed draws the same image on each backend as eagerly. `info`, `bench` and `
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -49,6 +50,28 @@ def model_dir(tmp_path_factory):
     ae = TinyAutoencoder(AutoencoderConfig(resolution=16, channels=(8, 16), decoder_channels=(16, 8),
                                            scaling_factor=2.0))
     checkpoint.save(root / "vae", ae, {"format": AUTOENCODER_FORMAT, "name": "tiny-ae"})
+    return root
+
+
+@pytest.fixture(scope="module")
+def student_dir(model_dir):
+    """A random-weight 2-step consistency student of that model (guidance scale as a UNet input), as `distill`
+    writes one."""
+    import dataclasses
+
+    from edgediff.format.precond import ConsistencyPreconditioning
+    from edgediff.models import text_model
+
+    teacher, meta = text_model.load(model_dir)
+    net = text_model.TextModel(dataclasses.replace(teacher.config,
+                                                   unet=teacher.config.unet.replace(guidance_embed=True)))
+    net.load_state_dict(teacher.state_dict(), strict=False)
+    torch.manual_seed(1)
+    torch.nn.init.normal_(net.unet.w_mlp[2].weight, std=0.2)  # zero-initialised: w would not show
+    root = model_dir.parent / "tiny-t2i-student"
+    checkpoint.save(root, net, {**meta, "name": "tiny-t2i-student", "precond": ConsistencyPreconditioning().to_dict(),
+                                "sampler_defaults": {"sampler": "consistency", "steps": 2, "guidance": 3.0}})
+    shutil.copytree(model_dir / "vae", root / "vae")  # the teacher's autoencoder travels with it
     return root
 
 
@@ -100,6 +123,31 @@ def test_text_model_converts_to_a_gated_pipeline_artifact_that_draws_eagers_imag
         assert got.shape == (2, 3, 16, 16)
         assert parity.psnr_db(want, got) >= 30.0, prompt  # acceptance 4: the same seed, the same image
     assert m["end_to_end"]["psnr_db"] >= 30.0
+
+
+@pytest.mark.parametrize("backend", ["openvino", pytest.param("executorch", marks=pytest.mark.slow), "coreml"])
+def test_a_two_step_student_converts_with_its_guidance_input_and_draws_eagers_image(tmp_path, student_dir, backend):
+    import edgediff
+    from edgediff.sampling.schedules import schedule
+
+    eager = edgediff.load(student_dir)
+    assert eager.guidance_embed and eager.sampler_defaults["steps"] == 2
+    assert eager.sigmas_for(2) == pytest.approx(schedule("consistency", 2))  # [σ_max, 2.5…, 0]: no σ_min step
+    a, b = (eager.generate(prompt="red apple", n=2, seed=0, guidance=g) for g in (1.0, 3.0))
+    assert a.shape == (2, 3, 16, 16) and float(abs(a - b).max()) > 1e-3  # w is an input of the UNet
+    be = base.get(backend)
+    if not base.installed(be):
+        pytest.skip(f"{backend} is not installed")
+    precision = "fp16" if backend == "coreml" else "fp32"
+    m = edgediff.convert(model=student_dir, backend=backend, out=tmp_path / backend, precision=precision)
+    assert m["guidance_embed"] is True and m["precond"]["kind"] == "consistency"
+    assert m["sampler_defaults"]["steps"] == 2
+    if be.unavailable() is not None:  # Core ML off macOS: converted and validated, not run
+        assert m["end_to_end"] == {"skipped": be.unavailable()}
+        return
+    assert all(c["parity_db"] >= parity.gate_for(precision) for c in m["components"].values())
+    got = edgediff.load(tmp_path / backend).generate(prompt="red apple", n=2, seed=0, guidance=3.0)
+    assert parity.psnr_db(b, got) >= 30.0  # the same seed and w, the same image
 
 
 def test_info_bench_and_sample_take_the_text_model_directory(tmp_path, model_dir, eager):

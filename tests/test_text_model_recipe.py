@@ -12,37 +12,20 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff.format.latent_configs import AutoencoderConfig
-from edgediff.format.model_dir import AUTOENCODER_FORMAT
-from edgediff.models import checkpoint
-from edgediff.models.autoencoder import TinyAutoencoder
+from tests.text_recipe import tiny_autoencoder, tiny_recipe
 
-RECIPE = Path(__file__).resolve().parents[1] / "mobile_models" / "openmoji-t2i" / "config.json"
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 @pytest.fixture(scope="module")
 def autoencoder(tmp_path_factory):
-    """A random 16×16 autoencoder (latents 4×8×8): the recipe only needs its encoder and scaling factor."""
     pytest.importorskip("resvg_py")
     pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    cfg = AutoencoderConfig(resolution=16, channels=(8, 16), decoder_channels=(16, 8), scaling_factor=2.0)
-    return checkpoint.save(tmp_path_factory.mktemp("ae") / "ae", TinyAutoencoder(cfg),
-                           {"format": AUTOENCODER_FORMAT, "name": "tiny-ae"})
+    return tiny_autoencoder(tmp_path_factory.mktemp("ae") / "ae")
 
 
-def _recipe(tmp_path, autoencoder, steps: int) -> Path:
-    meta = json.loads(RECIPE.read_text())
-    meta["autoencoder"] = str(autoencoder)
-    meta["text_model"]["text_encoder"].update(width=16, layers=1, heads=2)
-    meta["text_model"]["unet"].update(resolution=8, channels=[16, 32], attention_levels=[1], time_embed_dim=32,
-                                      context_dim=16, groups=8)
-    meta["training"].update(steps=steps, batch_size=8, checkpoint_every=10, log_every=10, warmup_steps=5,
-                            precision="fp32", threads=1)
-    path = tmp_path / f"t2i-{steps}.json"
-    path.write_text(json.dumps(meta))
-    return path
+def _recipe(tmp_path, autoencoder, steps: int, **training) -> Path:
+    return tiny_recipe(tmp_path / f"t2i-{steps}.json", autoencoder, steps, **training)
 
 
 def _train(config, out, *flags):
@@ -100,3 +83,60 @@ def test_a_config_the_recipe_cannot_train_is_one_line_with_nothing_written(tmp_p
     res = _train(bad, tmp_path / "out")
     assert res.returncode != 0 and "the autoencoder's latents are [4, 8, 8]" in res.stderr, res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_fine_tuning_starts_from_a_trained_text_model_and_refuses_another_one(tmp_path, autoencoder):
+    from edgediff.models import text_model
+
+    base = tmp_path / "base"
+    assert _train(_recipe(tmp_path, autoencoder, 10), base).returncode == 0
+    meta = json.loads(_recipe(tmp_path, autoencoder, 10, lr=1e-12, warmup_steps=0).read_text())
+    meta["init"] = str(base)
+    ft_config = tmp_path / "ft.json"
+    ft_config.write_text(json.dumps(meta))
+    res = _train(ft_config, tmp_path / "ft")
+    assert res.returncode == 0, res.stderr
+    a, b = text_model.load(base)[0], text_model.load(tmp_path / "ft")[0]
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6), name  # lr ≈ 0: where it started (not the seed's random init)
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["init"] == str(base)  # the start is recorded
+
+    meta["text_model"]["unet"]["channels"] = [16, 16]  # another architecture than the init's
+    ft_config.write_text(json.dumps(meta))
+    res = _train(ft_config, tmp_path / "other")
+    assert res.returncode != 0 and "different text_model architecture" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "other").exists()
+    meta["init"] = str(tmp_path / "nowhere")
+    ft_config.write_text(json.dumps(meta))
+    res = _train(ft_config, tmp_path / "other")
+    assert res.returncode != 0 and "is not a trained text model" in res.stderr, res.stderr
+    assert not (tmp_path / "other").exists()
+
+
+def test_distill_makes_a_two_step_guidance_input_student_of_a_text_model(tmp_path, autoencoder):
+    base, student = tmp_path / "base", tmp_path / "student"
+    assert _train(_recipe(tmp_path, autoencoder, 10), base).returncode == 0
+
+    def distill(model, out, *flags):
+        return subprocess.run([sys.executable, "-m", "edgediff.cli", "distill", "--model", str(model), "--out",
+                               str(out), "--steps", "6", "--batch-size", "8", "--threads", "1", "--quiet", *flags],
+                              capture_output=True, text=True, timeout=600)
+
+    res = distill(base, student)
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((student / "config.json").read_text())
+    assert meta["format"] == "edgediff.text_model" and meta["precond"]["kind"] == "consistency"
+    assert meta["text_model"]["unet"]["guidance_embed"] is True and meta["training_state"]["step"] == 6
+    assert meta["sampler_defaults"] == {"sampler": "consistency", "steps": 2, "guidance": 3.0}
+    assert meta["distillation"]["teacher"] == "openmoji-t2i" and (student / "vae" / "weights.safetensors").is_file()
+    png = tmp_path / "s.png"
+    res = subprocess.run([sys.executable, "-m", "edgediff.cli", "sample", "--model", str(student), "--prompt",
+                          "red apple", "--n", "2", "--out", str(png), "--quiet"], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and png.stat().st_size > 0, res.stderr
+    for model, flags, fragment in ((student, (), "already a consistency student"),
+                                   (base, ("--method", "trajectory"), "distil it with --method cd"),
+                                   (base, ("--w-max", "2"), "outside the scales it learns")):
+        res = distill(model, tmp_path / "again", *flags)
+        assert res.returncode != 0 and fragment in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "again").exists()

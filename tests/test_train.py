@@ -81,3 +81,17 @@ def test_run_trains_a_given_net_with_a_custom_loss(tmp_path, tiny_data):
     assert md.unet.widths == pruned.widths and md.meta["x"] == 1
     for k, v in net.state_dict().items():  # ema_decay=0: the EMA is the net itself
         torch.testing.assert_close(md.net.state_dict()[k], v, msg=k)
+
+
+def test_learning_rate_warms_up_holds_and_decays_to_zero():
+    from edgediff.training.loop import learning_rate
+
+    cfg = TrainConfig(steps=100, lr=1e-3, warmup_steps=10, decay_steps=40)
+    lrs = [learning_rate(cfg, s) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # linear warm-up
+    assert lrs[10:60] == [pytest.approx(1e-3)] * 50  # stable
+    assert lrs[60] == pytest.approx(1e-3) and lrs[80] == pytest.approx(5e-4) and lrs[99] == pytest.approx(2.5e-5)
+    assert all(a >= b for a, b in zip(lrs[60:-1], lrs[61:], strict=True))  # decays monotonically towards 0
+    assert [learning_rate(TrainConfig(steps=100, warmup_steps=10), s) for s in (50, 99)] == [1e-3, 1e-3]  # default
+    with pytest.raises(InputError, match="decay_steps"):
+        TrainConfig(decay_steps=-1)

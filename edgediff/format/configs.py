@@ -96,6 +96,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 200
+    decay_steps: int = 0  # the last N steps take lr linearly to 0 (warm-up, stable, decay); 0 = constant lr
     ema_decay: float = 0.999
     p_mean: float = -1.2
     p_std: float = 1.2

@@ -88,6 +88,20 @@ def read(path: Path, labels: str | None = "auto") -> tuple[np.ndarray, np.ndarra
     return images, _read_array(side)
 
 
+def read_prompts(path: Path) -> list[str]:
+    """One prompt per line of a UTF-8 text file (blank lines ignored)."""
+    if not path.is_file():
+        raise InputError(f"{path} does not exist; expected a text file with one prompt per line")
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is not a readable UTF-8 text file ({e}); expected one prompt per line") from None
+    prompts = [line for line in lines if line]
+    if not prompts:
+        raise InputError(f"{path} holds no prompt; expected one prompt per line")
+    return prompts
+
+
 def _read_array(path: Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{path} does not exist; expected a .npy file written by `edgediff sample`")

@@ -71,6 +71,7 @@ RANGES = {
     ("training", "lr"): _between(0.0, 10.0, lo_open=True),
     ("training", "weight_decay"): _between(0.0, 10.0),
     ("training", "warmup_steps"): _between(0, 10**9),
+    ("training", "decay_steps"): _between(0, 10**9),
     ("training", "ema_decay"): _between(0.0, 1.0),
     ("training", "p_mean"): _between(-20.0, 20.0),
     ("training", "p_std"): _between(0.0, 20.0, lo_open=True),

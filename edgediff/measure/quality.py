@@ -29,8 +29,10 @@ HELDOUT = {"test_fraction": 0.1, "seed": 0}  # the classifier's fixed train/held
 REFERENCE_SEED, FLOOR_SEED, MAX_FLOOR_N = 1234, 4321, 2500
 SMALL_N = 1000
 IMAGE_SHAPE = (1, 32, 32)  # what the shipped digit classifier measures
-NOT_RGB = ("FID-proxy measures 1×32×32 grayscale digits with the shipped digit classifier; there is no metric for "
-           "other image shapes (RGB, other sizes) yet")
+RGB_SHAPE = (3, 64, 64)  # what the shipped emoji classifier measures (quality_emoji)
+NOT_RGB = ("FID-proxy measures 1×32×32 grayscale digits (the shipped digit classifier) and, with `edgediff eval`, "
+           "3×64×64 colour emoji drawn from prompts (the shipped emoji classifier); there is no metric for other "
+           "image shapes")
 
 
 def check_measurable(shape: tuple[int, ...], *, instead: str = "drop --eval") -> None:
@@ -40,11 +42,12 @@ def check_measurable(shape: tuple[int, ...], *, instead: str = "drop --eval") ->
 
 
 class Classifier(nn.Module):
-    """Small CNN digit classifier whose 128-d penultimate activations are the FID/KID feature space."""
+    """Small CNN classifier (digits; emoji subgroups) whose penultimate activations are the FID/KID feature space."""
 
-    def __init__(self, *, channels: tuple[int, ...] = (32, 64, 128), features: int = 128, num_classes: int = 10):
+    def __init__(self, *, channels: tuple[int, ...] = (32, 64, 128), features: int = 128, num_classes: int = 10,
+                 in_channels: int = 1):
         super().__init__()
-        layers, c_in = [], 1
+        layers, c_in = [], in_channels
         for c in channels:
             layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
             c_in = c
@@ -76,8 +79,13 @@ class Metric:
     def probs(self, images: np.ndarray) -> np.ndarray:
         return self._run(images, lambda x: torch.softmax(self.net(x), dim=1))
 
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of the images this classifier measures (digits: 1×32×32; emoji: 3×64×64)."""
+        return tuple(self.meta.get("image_shape", IMAGE_SHAPE))
+
     def _run(self, images: np.ndarray, fn) -> np.ndarray:
-        x = _check_images(images)
+        x = _check_images(images, self.image_shape)
         with torch.inference_mode():
             out = [fn(torch.from_numpy(x[i:i + self.batch_size])) for i in range(0, len(x), self.batch_size)]
         return torch.cat(out).double().numpy()
@@ -223,12 +231,12 @@ def _load(path: Path) -> Metric:
 
 
 
-def _check_images(images) -> np.ndarray:
+def _check_images(images, shape: tuple[int, ...] = IMAGE_SHAPE) -> np.ndarray:
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().numpy()
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
-        shape = getattr(images, "shape", type(images).__name__)
-        raise InputError(f"expected images as a numpy array [N,1,32,32] in [-1,1], got {shape}"
+    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[1:] != tuple(shape):
+        got = getattr(images, "shape", type(images).__name__)
+        raise InputError(f"expected images as a numpy array [N,{','.join(map(str, shape))}] in [-1,1], got {got}"
                          + (f"; {NOT_RGB}" if isinstance(images, np.ndarray) and images.ndim == 4 else ""))
     if not np.issubdtype(images.dtype, np.floating):
         raise InputError(f"expected float images in [-1,1], got dtype {images.dtype}")

@@ -37,8 +37,9 @@ class TextModel(nn.Module):
                              f"{tuple(ids.shape)}")
         self.captions = ids.to(self.captions.device)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return self.unet(x, t, self.text_encoder(self.captions[label.long()]))
+    def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor, w: torch.Tensor | None = None):
+        context = self.text_encoder(self.captions[label.long()])
+        return self.unet(x, t, context) if w is None else self.unet(x, t, context, w)
 
 
 def load(path):
@@ -55,17 +56,16 @@ def load(path):
 
 
 class ContextUNet(nn.Module):
-    """The text model's UNet behind the pipeline component signature (x, t, context) — the names a converted UNet
-    component's inputs carry (Core ML binds inputs by name)."""
-
-    cond_dim = None  # no embedded guidance (classifier-free guidance runs on the host)
+    """The text model's UNet behind the pipeline component signature (x, t, context[, w]) — the names a converted
+    UNet component's inputs carry (Core ML binds inputs by name); w, the guidance scale, for a distilled student."""
 
     def __init__(self, unet: UNet):
         super().__init__()
         self.unet = unet.eval()
+        self.cond_dim = 1 if unet.config.guidance_embed else None  # None: classifier-free guidance on the host
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        return self.unet(x, t, context)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, w: torch.Tensor | None = None):
+        return self.unet(x, t, context) if w is None else self.unet(x, t, context, w)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,10 +92,12 @@ class TextModelParts:
     pipeline = "edgediff TextModel"
 
     def sigmas_at(self, steps: int) -> list[float]:
-        """Karras et al. 2022's σ schedule at `steps` steps (the one the EDM sampler walks), ending in 0."""
-        from edgediff.sampling.schedules import karras_sigmas
+        """The σ list the model's sampler walks at `steps` steps, ending in 0: Karras et al. 2022's schedule for
+        the EDM teacher, its consistency form (no σ_min) for a distilled student."""
+        from edgediff.sampling.schedules import schedule
 
-        return karras_sigmas(steps, sigma_min=self.precond.sigma_min, sigma_max=self.precond.sigma_max)
+        return schedule(self.sampler_defaults.get("sampler", "dpmpp_2m"), steps, sigma_min=self.precond.sigma_min,
+                        sigma_max=self.precond.sigma_max)
 
     def eager(self):
         """The eager text-to-image pipeline over these networks."""
@@ -108,7 +110,8 @@ class TextModelParts:
             tokenize=tokenizer_fn(shipped_tokenizer(max_length=self.max_length), self.max_length, self.path.name),
             text_encoder=ModuleRunner(self.text_encoder), unet=ModuleRunner(self.unet),
             vae_decoder=ModuleRunner(self.vae_decoder), precond=self.precond, latent_shape=self.latent_shape,
-            scaling_factor=self.scaling_factor, guidance_embed=False, sampler_defaults=self.sampler_defaults,
+            scaling_factor=self.scaling_factor, guidance_embed=self.guidance_embed,
+            sampler_defaults=self.sampler_defaults,
             sigmas_for=self.sigmas_at)
 
     def source(self, component: str) -> dict:
@@ -129,11 +132,12 @@ def parts(path) -> TextModelParts:
     path = Path(path)
     net, meta = load(path)
     ae = autoencoder.load(path / meta.get("autoencoder_dir", "vae"))
-    precond = Preconditioning(**{k: v for k, v in meta["precond"].items() if k != "kind"})
+    precond = Preconditioning.from_dict(meta["precond"])
     return TextModelParts(path=path, meta=meta, text_encoder=net.text_encoder.eval(), unet=ContextUNet(net.unet),
                           vae_decoder=ae.decoder.eval(), precond=precond, latent_shape=tuple(ae.config.latent_shape),
                           scaling_factor=float(ae.config.scaling_factor),
-                          max_length=net.config.text_encoder.max_length, guidance_embed=False,
+                          max_length=net.config.text_encoder.max_length,
+                          guidance_embed=bool(net.config.unet.guidance_embed),
                           sampler_defaults=dict(meta["sampler_defaults"]))
 
 

@@ -124,9 +124,17 @@ def _batch(model, ema, x0, label, cfg: TrainConfig, ctx: distributed.Context, st
     return Batch(model, ema, x0.to(ctx.device), label.to(ctx.device), gen, step, ctx.rows, cfg.batch_size)
 
 
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Warm-up, stable, decay (Hägele et al. 2024): linear warm-up, constant lr, then linear to 0 over the last
+    `decay_steps` steps (0: constant to the end)."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    left = cfg.steps - step
+    return cfg.lr * warm * (min(1.0, left / cfg.decay_steps) if cfg.decay_steps else 1.0)
+
+
 def _step(batch: Batch, net: UNet, opt, loss: LossFn, cfg: TrainConfig, decay: float) -> float:
     for g in opt.param_groups:
-        g["lr"] = cfg.lr * min(1.0, (batch.step + 1) / max(1, cfg.warmup_steps))
+        g["lr"] = learning_rate(cfg, batch.step)
     value = loss(batch)
     opt.zero_grad(set_to_none=True)
     value.backward()

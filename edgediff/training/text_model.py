@@ -7,6 +7,7 @@ captions dropped to "" at `training.label_dropout` so one network is both branch
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -75,11 +76,30 @@ def latents(ae, images: np.ndarray, batch: int = 256) -> np.ndarray:
     return (torch.cat(z) * ae.config.scaling_factor).numpy().astype(np.float32)
 
 
+def captioned_latents(ae_dir: Path, config: TextModelConfig, subgroup) -> tuple[np.ndarray, np.ndarray, ImageData]:
+    """(token ids of every training caption + "" last, their distinct token ids, the training set: latents of the
+    emoji training split with each row's caption index as its label) — what the recipe and distillation learn."""
+    from edgediff.format.clip_tokenizer import shipped_tokenizer
+
+    ae = autoencode.load(ae_dir)
+    if ae.config.latent_shape != (config.unet.in_channels, config.unet.resolution, config.unet.resolution):
+        raise InputError(f"the autoencoder's latents are {list(ae.config.latent_shape)} but the UNet takes "
+                         f"[{config.unet.in_channels}, {config.unet.resolution}, {config.unet.resolution}]")
+    train, _ = emoji.split(emoji.load(resolution=ae.config.resolution))
+    texts, images = captions(train, subgroup)
+    tokenizer = shipped_tokenizer(max_length=config.text_encoder.max_length)
+    ids = tokenize(tokenizer, [*texts, ""], config.text_encoder.max_length)
+    vocab = np.unique(ids)
+    if len(vocab) + 1 > config.text_encoder.vocab_size:
+        raise InputError(f"the training captions use {len(vocab)} distinct tokens; text_encoder.vocab_size must be "
+                         f"at least {len(vocab) + 1} (got {config.text_encoder.vocab_size})")
+    z = latents(ae, train.images)[images]
+    return ids, vocab, ImageData(z, np.arange(len(texts), dtype=np.int64), tuple(texts))
+
+
 def fit_config(meta: dict, out: Path, *, resume: bool = True, progress: bool = True, device: str = "cpu",
                **overrides) -> Path:
     """Train the text model an "edgediff.text_model" config describes on the emoji training split's latents."""
-    from edgediff.format.clip_tokenizer import shipped_tokenizer
-
     try:
         config = TextModelConfig.from_dict(meta["text_model"])
         cfg = TrainConfig(**{**meta.get("training", {}), **{k: v for k, v in overrides.items() if v is not None}})
@@ -92,25 +112,15 @@ def fit_config(meta: dict, out: Path, *, resume: bool = True, progress: bool = T
         raise InputError(f"a text model trains on captioned images; data {cfg.data!r} has no captions (expected "
                          f"'openmoji')")
     ae_dir = resolve_autoencoder(meta.get("autoencoder", "openmoji-ae"))
-    ae = autoencode.load(ae_dir)
-    if ae.config.latent_shape != (config.unet.in_channels, config.unet.resolution, config.unet.resolution):
-        raise InputError(f"the autoencoder's latents are {list(ae.config.latent_shape)} but the UNet takes "
-                         f"[{config.unet.in_channels}, {config.unet.resolution}, {config.unet.resolution}]")
-    train, _ = emoji.split(emoji.load(resolution=ae.config.resolution))
-    texts, images = captions(train, meta.get("caption_subgroup", False))
-    tokenizer = shipped_tokenizer(max_length=config.text_encoder.max_length)
-    ids = tokenize(tokenizer, [*texts, ""], config.text_encoder.max_length)
-    vocab = np.unique(ids)
-    if len(vocab) + 1 > config.text_encoder.vocab_size:
-        raise InputError(f"the training captions use {len(vocab)} distinct tokens; text_encoder.vocab_size must be "
-                         f"at least {len(vocab) + 1} (got {config.text_encoder.vocab_size})")
+    ids, vocab, data = captioned_latents(ae_dir, config, meta.get("caption_subgroup", False))
     torch.manual_seed(cfg.seed)
     net = TextModel(config)
     net.text_encoder.set_vocabulary(vocab.tolist())
     net.set_captions(ids)
-    z = latents(ae, train.images)[images]
-    data = ImageData(z, np.arange(len(texts), dtype=np.int64), tuple(texts))
-    keep = {k: meta[k] for k in ("licence", "attribution", "caption_subgroup", "weights_dtype", "example_prompts")
+    if meta.get("init") is not None:
+        _initialise(net, meta["init"], config)
+    keep = {k: meta[k] for k in ("licence", "attribution", "caption_subgroup", "weights_dtype", "example_prompts",
+                                 "init")
             if k in meta}
     record = {"format": TEXT_MODEL_FORMAT, "name": meta.get("name", Path(out).name), "data": cfg.data,
               "training": asdict(cfg), "precond": precond.to_dict(),
@@ -119,11 +129,32 @@ def fit_config(meta: dict, out: Path, *, resume: bool = True, progress: bool = T
     loss = caption_dropout(edm(precond, cfg), p=cfg.label_dropout, empty=len(ids) - 1)
     out = run(net, dataclasses.replace(cfg, label_dropout=0.0), out, data=data, loss=loss, meta=record,
               resume=resume, progress=progress, device=device)
-    _copy_autoencoder(ae_dir, Path(out) / AUTOENCODER_DIR)
+    copy_autoencoder(ae_dir, Path(out) / AUTOENCODER_DIR)
     return out
 
 
-def _copy_autoencoder(src: Path, dest: Path) -> None:
+def _initialise(net: TextModel, ref, config: TextModelConfig) -> None:
+    """Start from a trained text model's weights (fine-tuning: a shipped name or a directory) of the same
+    architecture and caption vocabulary; the optimizer and the schedule start fresh."""
+    from edgediff.format.model_dir import is_text_model, read_config
+
+    shipped = shipped_models_dir() / str(ref)
+    path = shipped if "/" not in str(ref) and is_text_model(shipped) else Path(ref)
+    if not is_text_model(path) or not (path / ckpt.WEIGHTS_FILE).is_file():
+        raise InputError(f"init {ref!r} is not a trained text model: expected a shipped text model's name "
+                         f"(openmoji-t2i) or a directory written by `edgediff train` from an edgediff.text_model "
+                         f"config")
+    if read_config(path).get(TextModelConfig.SECTION) != json.loads(json.dumps(config.to_dict())):
+        raise InputError(f"init {ref!r} has a different text_model architecture than this config; fine-tuning "
+                         f"needs the same text_encoder and unet sections")
+    vocabulary = net.text_encoder.token_map.clone()
+    ckpt.load_weights(net, path / ckpt.WEIGHTS_FILE)
+    if not torch.equal(vocabulary, net.text_encoder.token_map):
+        raise InputError(f"init {ref!r} was trained on other captions (its token vocabulary differs); expected a "
+                         f"model trained on the same data and caption_subgroup")
+
+
+def copy_autoencoder(src: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     for name in (ckpt.CONFIG_FILE, ckpt.WEIGHTS_FILE):
         if src.resolve() != dest.resolve():

@@ -1,0 +1,66 @@
+"""Quality table of a colour text-to-image model on the held-out emoji captions (issue #18, acceptance 2).
+
+    python benchmarks/t2i_quality.py [TARGET ...] [--n 1000] [--steps 20] [--guidance G] [--json t2i_quality.json]
+
+Each TARGET is a text model (default: the shipped openmoji-t2i, drawn eagerly) or a converted pipeline artifact
+(e.g. an OpenVINO int8 one from `edgediff convert --model openmoji-t2i --backend openvino --precision int8`). N
+images are drawn over the held-out captions (cycled in split order; image k of caption c takes seed k), scored with
+the shipped emoji metric (`edgediff.measure.quality_emoji`): FID/KID-proxy against the held-out images with the
+real-vs-real floor at the same N, prompt alignment beside the real held-out images', nearest-training-image
+distances. The last lines give each target's FID and alignment ratios to the first target's and to real images'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+
+import numpy as np
+
+import edgediff
+from edgediff.measure import quality_emoji
+from edgediff.measure.report import markdown_table, write_json
+
+
+def draw(model, prompts: list[str], *, steps: int, guidance: float | None, progress: bool = True) -> np.ndarray:
+    """Images for `prompts` (one per entry), drawn per distinct prompt in one batch, rows in `prompts` order."""
+    out, counts = {}, Counter(prompts)
+    for i, (prompt, k) in enumerate(counts.items()):
+        out[prompt] = list(model.generate(prompt=prompt, n=k, seed=i, steps=steps, guidance=guidance))
+        if progress and (i + 1) % 50 == 0:
+            print(f"  {i + 1}/{len(counts)} prompts", flush=True)
+    return np.stack([out[p].pop(0) for p in prompts])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("targets", nargs="*", default=["openmoji-t2i"])
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--json", default="t2i_quality.json")
+    a = p.parse_args(argv)
+    prompts = quality_emoji.heldout_prompts(a.n)
+    rows, body = [], []
+    for target in a.targets:
+        model, t0 = edgediff.load(target), time.perf_counter()
+        images = draw(model, prompts, steps=a.steps, guidance=a.guidance)
+        e = quality_emoji.evaluate_emoji(images, prompts)
+        rows.append({"target": target, "backend": model.backend, "steps": a.steps, "seconds": time.perf_counter() - t0,
+                     **e.to_dict()})
+        print(f"{target} ({model.backend}, {a.steps} steps):\n{e.to_text()}", flush=True)
+    for r in rows:
+        body.append([r["target"], r["backend"], str(r["steps"]), f"{r['fid']:.2f}", f"{r['floor_fid']:.2f}",
+                     f"{r['fid'] / rows[0]['fid']:.2f}", f"{r['alignment']:.3f}",
+                     f"{r['alignment'] / r['real_alignment']:.2f}", f"{r['nearest_train']:.3f}",
+                     f"{r['heldout_nearest_train']:.3f}", f"{100 * r['copies']:.1f}%", f"{r['seconds']:.0f}"])
+    print(markdown_table(["target", "backend", "steps", f"FID-proxy (N={a.n})", "floor", "× first",
+                          "alignment", "× real", "NN-train", "held-out NN-train", "copies", "s"], body))
+    write_json(a.json, {"n": a.n, "steps": a.steps, "guidance": a.guidance, "real_alignment":
+                        rows[0]["real_alignment"], "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
