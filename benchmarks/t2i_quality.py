@@ -1,9 +1,10 @@
 """Quality table of a colour text-to-image model on the held-out emoji captions (issue #18, acceptance 2).
 
-    python benchmarks/t2i_quality.py [TARGET ...] [--n 1000] [--steps 20] [--guidance G] [--json t2i_quality.json]
+    python benchmarks/t2i_quality.py [TARGET ...] [--n 1000] [--steps S] [--guidance G] [--json t2i_quality.json]
 
 Each TARGET is a text model (default: the shipped openmoji-t2i, drawn eagerly) or a converted pipeline artifact
-(e.g. an OpenVINO int8 one from `edgediff convert --model openmoji-t2i --backend openvino --precision int8`). N
+(e.g. one with an int8 UNet: `edgediff.convert(model="openmoji-t2i", backend="openvino", precision={"unet":
+"int8"}, out=...)`), each drawn at its own recommended sampler, steps and guidance unless --steps/--guidance. N
 images are drawn over the held-out captions (cycled in split order; image k of caption c takes seed k), scored with
 the shipped emoji metric (`edgediff.measure.quality_emoji`): FID/KID-proxy against the held-out images with the
 real-vs-real floor at the same N, prompt alignment beside the real held-out images', nearest-training-image
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("targets", nargs="*", default=["openmoji-t2i"])
     p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, help="default: each target's own (teacher 20, 2-step student 2)")
     p.add_argument("--guidance", type=float)
     p.add_argument("--json", default="t2i_quality.json")
     a = p.parse_args(argv)
@@ -45,11 +46,12 @@ def main(argv=None) -> int:
     rows, body = [], []
     for target in a.targets:
         model, t0 = edgediff.load(target), time.perf_counter()
-        images = draw(model, prompts, steps=a.steps, guidance=a.guidance)
+        steps = a.steps or int(model.sampler_defaults["steps"])
+        images = draw(model, prompts, steps=steps, guidance=a.guidance)
         e = quality_emoji.evaluate_emoji(images, prompts)
-        rows.append({"target": target, "backend": model.backend, "steps": a.steps, "seconds": time.perf_counter() - t0,
+        rows.append({"target": target, "backend": model.backend, "steps": steps, "seconds": time.perf_counter() - t0,
                      **e.to_dict()})
-        print(f"{target} ({model.backend}, {a.steps} steps):\n{e.to_text()}", flush=True)
+        print(f"{target} ({model.backend}, {steps} steps):\n{e.to_text()}", flush=True)
     for r in rows:
         body.append([r["target"], r["backend"], str(r["steps"]), f"{r['fid']:.2f}", f"{r['floor_fid']:.2f}",
                      f"{r['fid'] / rows[0]['fid']:.2f}", f"{r['alignment']:.3f}",
