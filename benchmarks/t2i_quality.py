@@ -56,9 +56,11 @@ def main(argv=None) -> int:
         body.append([r["target"], r["backend"], str(r["steps"]), f"{r['fid']:.2f}", f"{r['floor_fid']:.2f}",
                      f"{r['fid'] / rows[0]['fid']:.2f}", f"{r['alignment']:.3f}",
                      f"{r['alignment'] / r['real_alignment']:.2f}", f"{r['nearest_train']:.3f}",
-                     f"{r['heldout_nearest_train']:.3f}", f"{100 * r['copies']:.1f}%", f"{r['seconds']:.0f}"])
+                     f"{r['heldout_nearest_train']:.3f}",
+                     f"{100 * r['copies']:.1f}% ({100 * r['heldout_copies']:.1f}%)",
+                     f"{r['seconds']:.0f}"])
     print(markdown_table(["target", "backend", "steps", f"FID-proxy (N={a.n})", "floor", "× first",
-                          "alignment", "× real", "NN-train", "held-out NN-train", "copies", "s"], body))
+                          "alignment", "× real", "NN-train", "held-out NN-train", "copies (held-out)", "s"], body))
     write_json(a.json, {"n": a.n, "steps": a.steps, "guidance": a.guidance, "real_alignment":
                         rows[0]["real_alignment"], "rows": rows})
     return 0

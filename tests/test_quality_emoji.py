@@ -38,22 +38,24 @@ def test_the_shipped_metric_classifies_held_out_emoji_far_above_chance(q, split)
     assert real.alignment == pytest.approx(real.real_alignment)  # real images, own captions: the baseline itself
     assert real.real_alignment == pytest.approx(m.meta["accuracy"], abs=1e-4)
     assert real.real_alignment > 20 / train.num_classes  # chance is 1/100
-    assert real.fid == pytest.approx(0.0, abs=1e-3) and real.copies == 0.0  # the reference itself; nothing copied
+    assert real.fid == pytest.approx(0.0, abs=1e-3)  # the reference itself
+    assert real.copies == real.heldout_copies < 0.2  # OpenMoji repeats some artwork across code points
     assert real.nearest_train == pytest.approx(real.heldout_nearest_train)
     assert "N=395 < 1000" in real.note
 
 
 def test_training_images_are_caught_as_copies_and_noise_is_far_above_the_floor(q, split):
     train, held = split
-    copied = q.evaluate_emoji(train.images[:400], list(train.captions[:400]))
+    pick = np.random.default_rng(1).choice(len(train), 400, replace=False)
+    copied = q.evaluate_emoji(train.images[pick], [train.captions[i] for i in pick])
     assert copied.nearest_train == pytest.approx(0.0, abs=1e-4)  # memorised: at distance 0 of a training image
     assert copied.copies == 1.0
     assert copied.heldout_nearest_train > 0.05
-    assert copied.fid < 3 * copied.floor_fid  # real emoji: near the real-vs-real floor
+    assert copied.fid < 1.5 * copied.floor_fid  # a random draw of real emoji: near the real-vs-real floor
     noise = np.random.default_rng(0).uniform(-1, 1, (400, 3, 64, 64)).astype(np.float32)
     junk = q.evaluate_emoji(noise, "red apple")
     assert junk.fid > 10 * junk.floor_fid and junk.kid[0] > 10 * max(junk.floor_kid[0], 1e-4)
-    assert junk.alignment < 0.2 and junk.aligned_n == 400 and junk.copies == 0.0
+    assert junk.alignment < 0.2 and junk.aligned_n == 400 and junk.copies == 0.0 < junk.heldout_copies
     assert "prompt alignment" in junk.to_text() and "floor" in junk.to_text()
 
 
