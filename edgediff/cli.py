@@ -1,4 +1,5 @@
-"""`edgediff <verb>`: one library call per verb; bad input prints one line and exits 2."""
+"""`edgediff <verb>`: one library call per verb; bad input prints one line and exits 2 (over 300 lines: one short
+handler per verb, kept in one place)."""
 
 from __future__ import annotations
 
@@ -44,14 +45,16 @@ def _prune(a):
 
 def _distill(a):
     from edgediff.format.diffusers_dir import is_diffusers
-    from edgediff.training import distill
+    from edgediff.training import distill, distill_text
 
     method = a.method or ("trajectory" if is_diffusers(a.model) else "cd")  # a diffusers teacher has no data here
     cfg = distill.DistillConfig(scales=a.scales, w_min=a.w_min, w_max=a.w_max, solver=a.solver, method=method,
                                 trajectories=a.trajectories, substeps=a.substeps, top_fraction=a.top_fraction)
-    out = distill.distill(a.model, Path(a.out), config=cfg, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                          target_ema=a.target_ema, init=a.init, resume=not a.restart, progress=not a.quiet,
-                          device=a.device, threads=a.threads, precision=a.autocast)
+    text = model_dir.prompt_model(a.model)
+    fn = distill_text.distill_text_model if text is not None and model_dir.is_text_model(text) else distill.distill
+    out = fn(text or a.model, Path(a.out), config=cfg, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+             target_ema=a.target_ema, init=a.init, resume=not a.restart, progress=not a.quiet,
+             device=a.device, threads=a.threads, precision=a.autocast)
     print(f"consistency student written to {out}")
 
 

@@ -31,7 +31,7 @@ SMALL_N = 1000
 IMAGE_SHAPE = (1, 32, 32)  # what the shipped digit classifier measures
 RGB_SHAPE = (3, 64, 64)  # what the shipped emoji classifier measures (quality_emoji)
 NOT_RGB = ("FID-proxy measures 1×32×32 grayscale digits (the shipped digit classifier) and, with `edgediff eval`, "
-           "3×64×64 colour emoji drawn from prompts (the shipped emoji classifier); there is no metric for other "
+           "3×64×64 RGB emoji drawn from prompts (the shipped emoji classifier); there is no metric for other "
            "image shapes")
 
 

@@ -139,15 +139,6 @@ def distill(model, out: Path, *, config: DistillConfig = DistillConfig(), steps:
     `target_ema` is the EMA rate of the saved weights (there is no target network).
     """
 
-    from edgediff.format import model_dir
-
-    text = model_dir.prompt_model(model)
-    if text is not None and model_dir.is_text_model(text):  # the project's own text-to-image model
-        from edgediff.training.distill_text import distill_text_model
-
-        return distill_text_model(text, Path(out), config=config, steps=steps, batch_size=batch_size, lr=lr,
-                                  target_ema=target_ema, init=init, resume=resume, progress=progress, device=device,
-                                  **train_overrides)
     teacher = checkpoint.load(model)
     if teacher.unet.guidance_embed or teacher.precond.kind not in ("edm", "vp"):
         raise InputError(f"{model} is already a consistency student; distil from an EDM or diffusers teacher")
