@@ -92,8 +92,8 @@ class Metric:
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """Quality of N generated images: FID/KID-proxy with their real-vs-real floors, confidence, class balance."""
+class FidReport:
+    """What every quality report holds: N, FID/KID-proxy with their real-vs-real floors, classifier confidence."""
 
     n: int
     fid: float
@@ -101,13 +101,19 @@ class Evaluation:
     floor_fid: float
     floor_kid: tuple[float, float]
     confidence: float
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Evaluation(FidReport):
+    """Quality of N generated digits: the FidReport, class balance and label accuracy."""
+
     histogram: tuple[int, ...]
     accuracy: float | None = None
     per_class_accuracy: tuple[float | None, ...] | None = None
     note: str = ""
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def to_text(self) -> str:
         lines = [f"FID-proxy {self.fid:.2f} (real-vs-real floor {self.floor_fid:.2f}, N={self.n})",

@@ -9,7 +9,6 @@ real-vs-real floor is the same statistic for N training images (a fixed draw) ag
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from dataclasses import dataclass
@@ -28,15 +27,9 @@ COPY_RMS = 0.02  # nearer than this (RMS over [-1, 1] pixels) to a training imag
 
 
 @dataclass(frozen=True)
-class EmojiEvaluation:
-    """FID/KID-proxy with floors, prompt alignment beside real held-out images', and nearest-training distances."""
+class EmojiEvaluation(quality.FidReport):
+    """The FidReport, prompt alignment beside real held-out images', and nearest-training distances."""
 
-    n: int
-    fid: float
-    kid: tuple[float, float]
-    floor_fid: float
-    floor_kid: tuple[float, float]
-    confidence: float
     alignment: float | None  # share of samples whose predicted subgroup is their prompt's
     aligned_n: int  # samples whose prompt names a known emoji (the alignment's denominator)
     real_alignment: float  # the same share for the real held-out images (their own captions)
@@ -45,9 +38,6 @@ class EmojiEvaluation:
     copies: float  # share of samples within COPY_RMS of a training image (pixel copies)
     heldout_copies: float  # the same share for held-out images (OpenMoji repeats some artwork across code points)
     note: str = ""
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def to_text(self) -> str:
         lines = [f"FID-proxy {self.fid:.2f} (real-vs-real floor {self.floor_fid:.2f}, N={self.n}, emoji features)",
