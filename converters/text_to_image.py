@@ -24,7 +24,7 @@ from edgediff.format import pipeline_manifest
 from edgediff.format.files import file_sha256
 from edgediff.format.pipeline_manifest import COMPONENTS, component_choices
 
-PROMPTS = ("a red apple on a table", "a photo of a cat")  # record the components' inputs on these
+PROMPTS = ("a red apple on a table", "a photo of a cat")  # record the inputs on these (or the model's example prompts)
 CHECK_PROMPT, CHECK_SEED = "a small house by a lake", 0  # the end-to-end check's prompt and seed
 MAX_STEPS = 50  # the manifest carries the scheduler's σ list for 1..MAX_STEPS steps (no diffusers on the host)
 UNET_PARITY = 6  # recorded UNet calls the gate runs on (spread over the trajectory)
@@ -52,7 +52,8 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
     out = Path(out)
     parts = load_parts(folder, decoder=decoder)
     eager = parts.eager()
-    recorded, calibration = record_inputs(eager, parts.sampler_defaults, unet_batch=unet_batch)
+    recorded, calibration = record_inputs(eager, parts.sampler_defaults, unet_batch=unet_batch,
+                                          prompts=parts.example_prompts or PROMPTS)
     reference = eager.generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
     components = {}
     for name in COMPONENTS:
@@ -116,8 +117,8 @@ def _precisions(precision, be, backend: str) -> dict:
     return precisions
 
 
-def record_inputs(pipe, defaults: dict, *, unet_batch: int = 1):
-    """Every component's inputs while the eager pipeline draws PROMPTS (its recommended steps and guidance): the
+def record_inputs(pipe, defaults: dict, *, unet_batch: int = 1, prompts=PROMPTS):
+    """Every component's inputs while the eager pipeline draws `prompts` (its recommended steps and guidance): the
     parity inputs per component (UNET_PARITY UNet calls spread over the trajectories, `unet_batch` consecutive
     rows each: a guided step's [uncond; cond]) and the UNet calibration."""
     seen = {name: [] for name in COMPONENTS}
@@ -133,7 +134,7 @@ def record_inputs(pipe, defaults: dict, *, unet_batch: int = 1):
     import dataclasses
 
     rec = dataclasses.replace(pipe, **{n: recording(n, getattr(pipe, n)) for n in COMPONENTS})
-    for seed, prompt in enumerate(PROMPTS):
+    for seed, prompt in enumerate(prompts):
         rec.generate(prompt=prompt, seed=seed)
     unet = seen["unet"]
     groups = [tuple(np.concatenate(col) for col in zip(*unet[i:i + unet_batch], strict=True))

@@ -54,7 +54,7 @@ def _distill(a):
     fn = distill_text.distill_text_model if text is not None and model_dir.is_text_model(text) else distill.distill
     out = fn(text or a.model, Path(a.out), config=cfg, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
              target_ema=a.target_ema, init=a.init, resume=not a.restart, progress=not a.quiet,
-             device=a.device, threads=a.threads, precision=a.autocast)
+             device=a.device, threads=a.threads, precision=a.autocast, decay_steps=a.decay_steps)
     print(f"consistency student written to {out}")
 
 

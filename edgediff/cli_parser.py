@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--substeps", type=int, default=2, help="trajectory method: solver steps per Karras interval")
     k.add_argument("--top-fraction", type=float, default=0.25, help="trajectory method: batch share at σ_max")
     k.add_argument("--init", help="start from this consistency student's weights instead of the teacher's")
+    k.add_argument("--decay-steps", type=int, help="the lr falls linearly to 0 over the last N steps "
+                   "(warm-up–stable–decay, Hägele et al. 2024); default: constant")
     _training_flags(k)
 
     u = sub.add_parser("tune-schedule", help="search a few-step model's intermediate σ by FID-proxy (Song et al. "

@@ -134,7 +134,16 @@ def test_distill_makes_a_two_step_guidance_input_student_of_a_text_model(tmp_pat
                           "red apple", "--n", "2", "--out", str(png), "--quiet"], capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0 and png.stat().st_size > 0, res.stderr
+    more = tmp_path / "more"  # continued from the student (--init) with an lr too small to move it: its weights
+    res = distill(base, more, "--init", str(student), "--lr", "1e-12", "--decay-steps", "3")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((more / "config.json").read_text())["training"]["decay_steps"] == 3
+    from safetensors.torch import load_file
+
+    first, second = load_file(student / "weights.safetensors"), load_file(more / "weights.safetensors")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
     for model, flags, fragment in ((student, (), "already a consistency student"),
+                                   (base, ("--init", str(base)), "is not a consistency student"),
                                    (base, ("--method", "trajectory"), "distil it with --method cd"),
                                    (base, ("--w-max", "2"), "outside the scales it learns")):
         res = distill(model, tmp_path / "again", *flags)

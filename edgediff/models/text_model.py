@@ -91,6 +91,12 @@ class TextModelParts:
 
     pipeline = "edgediff TextModel"
 
+    @property
+    def example_prompts(self) -> tuple[str, ...]:
+        """Captions of the model's own data (config.json), which conversion records and calibrates on."""
+        found = self.meta.get("example_prompts")
+        return tuple(found) if isinstance(found, list) and all(isinstance(t, str) for t in found) else ()
+
     def sigmas_at(self, steps: int) -> list[float]:
         """The σ list the model's sampler walks at `steps` steps, ending in 0: Karras et al. 2022's schedule for
         the EDM teacher, its consistency form (no σ_min) for a distilled student."""

@@ -103,6 +103,10 @@ class TextToImageParts:
     def pipeline(self) -> str:
         return self.folder.pipeline
 
+    @property
+    def example_prompts(self) -> tuple[str, ...]:
+        return ()  # a diffusers folder names none: conversion records the components' inputs on its own prompts
+
     def sigmas_at(self, steps: int) -> list[float]:
         return sigmas(self, steps)
 

@@ -31,8 +31,6 @@ def distill_text_model(model: Path, out: Path, *, config: DistillConfig, steps: 
     if config.method != "cd":
         raise InputError(f"{model} is a text model: distil it with --method cd (consistency distillation on its "
                          f"own training latents); 'trajectory' is for image models")
-    if init is not None:
-        raise InputError("--init is not taken for a text model (the student starts from its teacher)")
     teacher, meta = text_model.load(model)
     if teacher.config.unet.guidance_embed or meta.get("precond", {}).get("kind") == "consistency":
         raise InputError(f"{model} is already a consistency student; distil from the EDM teacher")
@@ -50,6 +48,8 @@ def distill_text_model(model: Path, out: Path, *, config: DistillConfig, steps: 
     student = text_model.TextModel(dataclasses.replace(teacher.config,
                                                        unet=teacher.config.unet.replace(guidance_embed=True)))
     student.load_state_dict(teacher.state_dict(), strict=False)  # w_mlp starts at zero: f ≈ the teacher's D
+    if init is not None:  # continue from an earlier student of this teacher (a fresh optimiser and lr schedule)
+        student.load_state_dict(_student_weights(init, student.config))
     student.set_captions(ids)
     precond = ConsistencyPreconditioning(**base.base_fields())
     w = float(meta.get("sampler_defaults", {}).get("guidance", 3.0) if guidance is None else guidance)
@@ -70,3 +70,19 @@ def distill_text_model(model: Path, out: Path, *, config: DistillConfig, steps: 
               meta=record, resume=resume, progress=progress, device=device, ema_decay=target_ema)
     recipe.copy_autoencoder(ae_dir, Path(out) / recipe.AUTOENCODER_DIR)
     return out
+
+
+def _student_weights(init, config) -> dict:
+    """The weights of the consistency student `init`, which must have exactly the student's architecture."""
+    from edgediff.format import model_dir
+    from edgediff.models import text_model
+
+    path = model_dir.prompt_model(init)
+    if path is None or not model_dir.is_text_model(path):
+        raise InputError(f"--init {init} is not an edgediff text model; expected a consistency student of this "
+                         f"teacher (a directory written by distill)")
+    start, meta = text_model.load(path)
+    if meta.get("precond", {}).get("kind") != "consistency" or start.config != config:
+        raise InputError(f"--init {init} is not a consistency student with this teacher's architecture (text "
+                         f"encoder, UNet and the guidance input); expected one written by distill from it")
+    return start.state_dict()
