@@ -1,6 +1,7 @@
 """Quality table of a colour text-to-image model on the held-out emoji captions (issue #18, acceptance 2).
 
-    python benchmarks/t2i_quality.py [TARGET ...] [--n 1000] [--steps S] [--guidance G] [--json t2i_quality.json]
+    python benchmarks/t2i_quality.py [TARGET ...] [--n 1000] [--steps S] [--guidance G] [--threads N]
+        [--json t2i_quality.json]
 
 Each TARGET is a text model (default: the shipped openmoji-t2i, drawn eagerly) or a converted pipeline artifact
 (e.g. one with an int8 UNet: `edgediff.convert(model="openmoji-t2i", backend="openvino", precision={"unet":
@@ -41,11 +42,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, help="default: each target's own (teacher 20, 2-step student 2)")
     p.add_argument("--guidance", type=float)
     p.add_argument("--json", default="t2i_quality.json")
+    p.add_argument("--threads", type=int, help="inference threads of every target (default: the runtime's own)")
     a = p.parse_args(argv)
     prompts = quality_emoji.heldout_prompts(a.n)
     rows, body = [], []
     for target in a.targets:
-        model, t0 = edgediff.load(target), time.perf_counter()
+        model, t0 = edgediff.load(target, threads=a.threads), time.perf_counter()
         steps = a.steps or int(model.sampler_defaults["steps"])
         images = draw(model, prompts, steps=steps, guidance=a.guidance)
         e = quality_emoji.evaluate_emoji(images, prompts)

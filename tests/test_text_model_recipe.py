@@ -137,7 +137,8 @@ def test_distill_makes_a_two_step_guidance_input_student_of_a_text_model(tmp_pat
     more = tmp_path / "more"  # continued from the student (--init) with an lr too small to move it: its weights
     res = distill(base, more, "--init", str(student), "--lr", "1e-12", "--decay-steps", "3")
     assert res.returncode == 0, res.stderr
-    assert json.loads((more / "config.json").read_text())["training"]["decay_steps"] == 3
+    continued = json.loads((more / "config.json").read_text())
+    assert continued["training"]["decay_steps"] == 3 and continued["distillation"]["init"] == str(student)
     from safetensors.torch import load_file
 
     first, second = load_file(student / "weights.safetensors"), load_file(more / "weights.safetensors")

@@ -62,7 +62,7 @@ def distill_text_model(model: Path, out: Path, *, config: DistillConfig, steps: 
               "training": dataclasses.asdict(cfg), "precond": precond.to_dict(),
               "autoencoder_dir": recipe.AUTOENCODER_DIR,
               "distillation": {**dataclasses.asdict(config), "teacher": meta.get("name", str(model)),
-                               "target_ema": target_ema},
+                               "target_ema": target_ema, **({"init": str(init)} if init is not None else {})},
               "sampler_defaults": {"sampler": "consistency", "steps": 2, "guidance": w}}
     loss = recipe.caption_dropout(cd_loss(teacher, base, config, precision=cfg.precision, null_label=len(ids) - 1),
                                   p=cfg.label_dropout, empty=len(ids) - 1)
