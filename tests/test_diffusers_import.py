@@ -266,3 +266,22 @@ def test_pipeline_runs_the_whole_job_on_a_diffusers_folder(folders, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     readme = (out / "README.md").read_text()
     assert "F is v: c_skip(σ) = 1 / (σ² + 1)" in readme and "| uncond-v_prediction | openvino |" in readme
+
+
+@pytest.mark.parametrize("skip_prk", [True, False])
+def test_pndm_scheduler_sigmas_walk_its_step_grid_without_repeats(skip_prk):
+    """SD 1.x ships PNDM, whose timestep list repeats a step (PLMS warm-up) or adds half steps (PRK): the σ list is
+    its grid — the same as DDIM's from the same config — strictly decreasing, so no sampler step has zero length."""
+    diffusers = pytest.importorskip("diffusers")
+    from edgediff.format.precond import VPPreconditioning
+    from edgediff.models.diffusers import scheduler_sigmas
+
+    sd15 = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
+            "set_alpha_to_one": False, "skip_prk_steps": skip_prk, "steps_offset": 1}
+    pndm = diffusers.PNDMScheduler.from_config(sd15)
+    ac = pndm.alphas_cumprod.double()
+    precond = VPPreconditioning.from_table(((1 - ac) / ac).sqrt().tolist(), prediction="epsilon")
+    for steps in (4, 20, 50):
+        sigmas = scheduler_sigmas(pndm, precond, steps)
+        assert len(sigmas) == steps + 1 and all(a > b for a, b in zip(sigmas, sigmas[1:], strict=False))
+        assert sigmas == scheduler_sigmas(diffusers.DDIMScheduler.from_config(sd15), precond, steps)

@@ -119,7 +119,10 @@ def scheduler_sigmas(scheduler, precond: VPPreconditioning, steps: int) -> list[
     if own is not None and len(own) == steps + 1:
         out = [float(s) for s in own[:-1]]
     else:
-        out = [precond.table_sigma(t) for t in scheduler.timesteps[:steps].tolist()]
+        ts = scheduler.timesteps.tolist()
+        if hasattr(scheduler, "prk_timesteps"):  # PNDM repeats a step (PLMS warm-up) or adds half steps (PRK): its grid
+            ts = sorted(scheduler._timesteps.tolist(), reverse=True)
+        out = [precond.table_sigma(t) for t in ts[:steps]]
     return [*out, 0.0]
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgediff.format.latent_configs import TextEncoderConfig
@@ -74,8 +73,9 @@ class TinyTextEncoder(nn.Module):
             self.token_map[ids, 0] = torch.arange(1, len(ids) + 1, dtype=torch.int32)
 
     def compact(self, ids: torch.Tensor) -> torch.Tensor:
-        """CLIP ids → compact ids (long), unknown tokens → 0."""
-        return F.embedding(ids.long(), self.token_map.float()).squeeze(-1).long()
+        """CLIP ids → compact ids (long), unknown tokens → 0. An integer gather: a float table would be taken for an
+        embedding by weight compressors (OpenVINO/Core ML w8) and its ids rounded to other tokens."""
+        return self.token_map[:, 0][ids.long()].long()
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.tokens(self.compact(ids)) + self.positions[: ids.shape[1]]
