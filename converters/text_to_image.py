@@ -4,10 +4,11 @@ the same parts (text_encoder, unet, vae_decoder, precond, σ lists, tokenizer).
 
 The recipe, one component at a time so a laptop converts what it can hold (apple/ml-stable-diffusion's
 `torch2coreml.py` does the same): run the eager pipeline once on a few prompts and record every component's real
-inputs; convert text encoder, UNet and VAE decoder, each gated on its own recorded inputs and freed before the
-next; copy and hash the tokenizer; decode one prompt on the converted pipeline and record its PSNR against eager's
-image; write `pipeline.json` last, so an interrupted run leaves no pipeline artifact (run it again: finished
-components are reused).
+inputs (only on the end-to-end check's prompt when nothing is calibrated: one eager image instead of three, which
+at SD size is minutes); convert text encoder, UNet and VAE decoder, each gated on its own recorded inputs and freed
+before the next; copy and hash the tokenizer; decode one prompt on the converted pipeline and record its PSNR
+against eager's image; write `pipeline.json` last, so an interrupted run leaves no pipeline artifact (run it again:
+finished components are reused).
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
     out = Path(out)
     parts = load_parts(folder, decoder=decoder)
     eager = parts.eager()
-    recorded, calibration = record_inputs(eager, parts.sampler_defaults, unet_batch=unet_batch,
-                                          prompts=parts.example_prompts or PROMPTS)
-    reference = eager.generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
+    calibrated = any(p in be.calibrated for p in precisions.values())  # fp32-only: one eager image, not three
+    recorded, calibration, reference = record_inputs(
+        eager, unet_batch=unet_batch, prompts=(parts.example_prompts or PROMPTS) if calibrated else ())
     components = {}
     for name in COMPONENTS:
         net = getattr(parts, name)
@@ -117,10 +118,12 @@ def _precisions(precision, be, backend: str) -> dict:
     return precisions
 
 
-def record_inputs(pipe, defaults: dict, *, unet_batch: int = 1, prompts=PROMPTS):
-    """Every component's inputs while the eager pipeline draws `prompts` (its recommended steps and guidance): the
-    parity inputs per component (UNET_PARITY UNet calls spread over the trajectories, `unet_batch` consecutive
-    rows each: a guided step's [uncond; cond]) and the UNet calibration."""
+def record_inputs(pipe, *, unet_batch: int = 1, prompts=PROMPTS):
+    """Every component's inputs while the eager pipeline draws `prompts` (seeds 0, 1, …) and then the end-to-end
+    check's prompt (its recommended steps and guidance): the parity inputs per component (UNET_PARITY UNet calls
+    spread over all trajectories, `unet_batch` consecutive rows each: a guided step's [uncond; cond]), the UNet
+    calibration (the calls of `prompts` only, so the check image is not drawn from calibration data; None when
+    `prompts` is empty) and the check prompt's eager image (the end-to-end reference)."""
     seen = {name: [] for name in COMPONENTS}
 
     def recording(name, fn):
@@ -136,11 +139,13 @@ def record_inputs(pipe, defaults: dict, *, unet_batch: int = 1, prompts=PROMPTS)
     rec = dataclasses.replace(pipe, **{n: recording(n, getattr(pipe, n)) for n in COMPONENTS})
     for seed, prompt in enumerate(prompts):
         rec.generate(prompt=prompt, seed=seed)
+    calibration = _calibration(seen["unet"]) if prompts else None
+    reference = rec.generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
     unet = seen["unet"]
     groups = [tuple(np.concatenate(col) for col in zip(*unet[i:i + unet_batch], strict=True))
               for i in range(0, len(unet) - unet_batch + 1, unet_batch)]
     pick = np.unique(np.linspace(0, len(groups) - 1, min(UNET_PARITY, len(groups))).round().astype(int))
-    return {**seen, "unet": [groups[i] for i in pick]}, _calibration(unet)
+    return {**seen, "unet": [groups[i] for i in pick]}, calibration, reference
 
 
 def _calibration(calls):

@@ -189,6 +189,23 @@ def test_a_pipeline_converts_to_a_parity_gated_artifact_and_samples(folders, art
     assert parity.psnr_db(eager, ours) >= 30
 
 
+def test_fp32_conversion_records_on_the_check_prompt_alone_and_int8_calibrates_on_other_prompts(folders):
+    from converters import text_to_image as t2i
+
+    eager = edgediff.load(folders["sd1-ddim"])
+    d = eager.sampler_defaults
+    rows = d["steps"] * (2 if d["guidance"] > 1.0 else 1)  # UNet rows of one image (both guidance branches)
+    recorded, calibration, image = t2i.record_inputs(eager, prompts=())
+    assert calibration is None  # nothing calibrated: one eager image, the end-to-end reference
+    np.testing.assert_array_equal(image, eager.generate(prompt=t2i.CHECK_PROMPT, seed=t2i.CHECK_SEED))
+    assert len(recorded["unet"]) == min(t2i.UNET_PARITY, rows) and len(recorded["vae_decoder"]) == 1
+    recorded, calibration, again = t2i.record_inputs(eager, prompts=("a photo of a cat",))
+    np.testing.assert_array_equal(image, again)
+    assert len(calibration) == rows and len(recorded["vae_decoder"]) == 2  # the check prompt's calls: parity only
+    last_check_call = recorded["unet"][-1][0]
+    assert not any(np.array_equal(last_check_call, x[None]) for x in calibration.x)
+
+
 def test_sample_prompt_and_info_on_the_folder_itself(folders, tmp_path):
     png = tmp_path / "eager.png"
     res = run("sample", "--model", str(folders["sd1-ddim"]), "--prompt", PROMPT, "--steps", "3", "--out", str(png),
