@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 CONFIGS = Path(__file__).resolve().parent / "sd_configs"
-# The SD 1.x folders get DDIMScheduler.from_config(<the published PNDM config>) (sd15_scheduler_ddim.json):
-# edgediff's scheduler_sigmas takes PNDM's first `steps` timesteps, and PNDM (skip_prk_steps) repeats its second
-# timestep, so the σ list has a zero-length step and DPM-Solver++(2M) divides by zero (see sd_configs/README.md).
+# Each folder carries its published scheduler (PNDM for SD 1.x; edgediff samples PNDM's step grid with
+# DPM-Solver++(2M), diffusers and optimum-intel with PNDM itself, which changes no component's cost). sd21-base pairs
+# the 2.1-base UNet with 2.1's v-prediction DDIM so the v path is exercised (sd_configs/README.md).
 SIZES = {  # name: (unet, text encoder, vae, scheduler) files in sd_configs/
-    "sd15": ("sd15_unet", "sd15_text_encoder", "sd15_vae", "sd15_scheduler_ddim"),
-    "bk-sdm-tiny": ("bk_sdm_tiny_unet", "sd15_text_encoder", "sd15_vae", "sd15_scheduler_ddim"),
+    "sd15": ("sd15_unet", "sd15_text_encoder", "sd15_vae", "sd15_scheduler"),
+    "bk-sdm-tiny": ("bk_sdm_tiny_unet", "sd15_text_encoder", "sd15_vae", "sd15_scheduler"),
     "sd21-base": ("sd21_base_unet", "sd21_base_text_encoder", "sd21_base_vae", "sd21_scheduler_v"),
 }
 TAESD = "taesd"

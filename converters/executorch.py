@@ -24,6 +24,10 @@ from edgediff.format import artifact
 from edgediff.format.inputs import SpecRunner, calibration_inputs
 
 MODEL_FILE = "model.pte"
+DATA_NAME = "model"  # external weights: model.ptd beside model.pte
+DATA_FILE = DATA_NAME + ".ptd"
+EXTERNAL_WEIGHTS_BYTES = 1 << 30  # networks with more parameter bytes keep their weights in model.ptd (a .pte is
+# one flatbuffer, limited to 2 GB; an SD 1.5 UNet is 3.4 GB at fp32)
 PRECISIONS = ("fp32", "int8")
 CALIBRATED = ("int8",)
 KEEP_FLOAT = ("conv_in", "conv_out", "time_mlp", "label_emb",  # sensitive: stay fp32 in int8 artifacts
@@ -37,15 +41,25 @@ DELEGATES = ("xnnpack", "coreml")
 
 def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", calibration=None, precond,
             sampler_defaults: dict | None = None, source: dict | None = None,
-            delegate: str = "xnnpack") -> artifact.Artifact:
-    """Lower `net` to a .pte artifact in `out_dir` (parity-gated against eager where it can run here)."""
+            delegate: str = "xnnpack", external_weights: bool | None = None) -> artifact.Artifact:
+    """Lower `net` to a .pte artifact in `out_dir` (parity-gated against eager where it can run here).
+
+    `external_weights` puts the XNNPACK delegate's weights in model.ptd beside the program (ExecuTorch's named
+    data; the app passes both files to `Module`); None: when the parameters exceed EXTERNAL_WEIGHTS_BYTES."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown executorch precision {precision!r}; expected one of {PRECISIONS}")
     if delegate not in DELEGATES:
         raise InputError(f"unknown executorch delegate {delegate!r}; expected one of {DELEGATES}")
     if precision == "int8" and delegate != "xnnpack":
         raise InputError("executorch int8 is built for the xnnpack delegate; use --delegate xnnpack")
+    if external_weights is None:
+        external_weights = delegate == "xnnpack" and _param_bytes(net) > EXTERNAL_WEIGHTS_BYTES
+    if external_weights and delegate != "xnnpack":
+        raise InputError("executorch external weights (model.ptd) are built for the xnnpack delegate; use "
+                         "--delegate xnnpack")
     options = {"delegate": delegate, **calibrate.options_for(precision, calibration, needs=CALIBRATED)}
+    if external_weights:
+        options["external_weights"] = DATA_FILE
     if precision in CALIBRATED:  # part of the artifact's key: a changed recipe re-converts instead of reusing
         options["kept_float"] = KEPT_FLOAT
     header = build.header_for(net, spec, backend=BACKEND.name, precision=precision, precond=precond,
@@ -53,16 +67,24 @@ def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", 
                                  options=options)
     staged = (lambda f: ExecuTorchRunner(f, header.spec, header.num_classes)) if delegate == "xnnpack" else None
     return build.build(net, out_dir, header, load_staged=staged,
-                        lower=lambda tmp: _lower(net, header.spec, tmp, delegate, calibration))
+                        lower=lambda tmp: _lower(net, header.spec, tmp, delegate, calibration,
+                                                 external=external_weights))
 
 
-def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str, calibration=None) -> tuple[str, dict]:
+def _param_bytes(net) -> int:
+    return sum(p.numel() * p.element_size() for p in net.parameters())
+
+
+def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str, calibration=None, *,
+           external: bool = False) -> tuple[str, dict]:
     """Capture, (quantize,) lower with the delegate's partitioner, serialize; return (file name, op coverage)."""
     exir = require("executorch.exir", "executorch")
     ep = build.capture(net, spec)
     if calibration is not None:  # on the training IR, whose conv2d/linear patterns the quantizer matches
         ep = _quantize_int8(net, ep, spec, calibration)
         calibrate.save(tmp / calibrate.CALIBRATION_FILE, calibration)
+    if external:
+        ep = _tag_weights_external(ep, spec)
     if delegate == "xnnpack":
         ep = ep.run_decompositions(xnnpack_friendly_decompositions())
         if calibration is None:  # fold input-independent subgraphs (diffusers' `timesteps * ones(B)`)
@@ -78,8 +100,25 @@ def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str, calibration=
         coverage["kept_float"] = KEPT_FLOAT
     if delegate != "xnnpack":
         coverage["parity"] = not_measured("needs macOS")
-    (tmp / MODEL_FILE).write_bytes(edge.to_executorch().buffer)
+    program = edge.to_executorch()  # constants outside the delegate (an embedding table) stay in the program
+    (tmp / MODEL_FILE).write_bytes(program.buffer)
+    if external:
+        program.write_tensor_data_to_file(str(tmp))
+        if not (tmp / DATA_FILE).is_file():
+            raise EdgediffError(f"ExecuTorch wrote no {DATA_FILE} for the external weights")
+        coverage["external_weights"] = {"file": DATA_FILE, "bytes": (tmp / DATA_FILE).stat().st_size}
     return MODEL_FILE, coverage
+
+
+def _tag_weights_external(ep, spec: artifact.InputSpec):
+    """Every constant the XNNPACK delegate serializes is tagged for model.ptd (ExecuTorch's recipe: tag the
+    unlifted module's get_attr nodes, export again)."""
+    import torch
+
+    passes = require("executorch.exir.passes.external_constants_pass", "executorch")
+    module = ep.module()
+    passes.delegate_external_constants_pass_unlifted(module=module, gen_tag_fn=lambda node: DATA_NAME)
+    return torch.export.export(module, build.example_inputs(spec), strict=True)
 
 
 def _quantize_int8(net, ep, spec: artifact.InputSpec, calibration):
@@ -183,15 +222,6 @@ def _op_name(target) -> str:
     return "executorch_call_delegate" if "executorch_call_delegate" in name else name
 
 
-
-
-
-
-
-
-
-
-
 class ExecuTorchRunner(SpecRunner):
     """Runner over a .pte file: checks inputs against the static spec, then calls the `forward` method."""
 
@@ -199,8 +229,10 @@ class ExecuTorchRunner(SpecRunner):
         runtime = require("executorch.runtime", "executorch").Runtime.get()
         self.spec, self.num_classes, self.model_file = spec, num_classes, Path(model_file)
         artifact.check_magic(model_file, b"ET12", offset=4, what="an ExecuTorch program")
+        data = self.model_file.with_name(DATA_FILE)  # external weights, when the program has them
         with artifact.native_errors(model_file, "ExecuTorch"):
-            self._method = runtime.load_program(Path(model_file)).load_method("forward")
+            program = runtime.load_program(self.model_file, data_path=data if data.is_file() else None)
+            self._method = program.load_method("forward")
 
     def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
@@ -250,7 +282,7 @@ def threadpool_size(threads: int | None = None) -> int | None:
 APP_HINT = ("Android/iOS: load `{file}` with ExecuTorch's `Module` (XNNPACK backend linked in); inputs in spec "
             "order, see below.")
 BACKEND = ModuleBackend(name="executorch", precisions=PRECISIONS, calibrated=CALIBRATED, label_dtype="int64",
-                        convert_options=("delegate",), requires=("executorch",), extra="executorch",
+                        convert_options=("delegate", "external_weights"), requires=("executorch",), extra="executorch",
                         pipeline_precisions=("fp32", "int8"), compressed=("int8",),
                         app_hint=APP_HINT,
                         devices=devices, convert_fn=convert, load_fn=load)

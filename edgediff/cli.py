@@ -188,6 +188,8 @@ def _sample_prompt(a):
 
 def _convert(a):
     options = {"delegate": a.delegate} if a.delegate else {}
+    if a.external_weights:
+        options["external_weights"] = True
     if a.decoder:
         options["decoder"] = a.decoder
     art = edgediff.convert(a.model, backend=a.backend, out=Path(a.out), precision=a.precision, batch=a.batch,

@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", default="fp32",
                    help="export precision: fp32, fp16, int8, ... (what the backend supports)")
     c.add_argument("--delegate", help="ExecuTorch delegate: xnnpack (default) or coreml (lowering only)")
+    c.add_argument("--external-weights", action="store_true", default=None,
+                   help="ExecuTorch: weights in model.ptd beside model.pte (automatic above 1 GiB of parameters)")
     c.add_argument("--decoder", help=DECODER_HELP)
     c.add_argument("--batch", type=int, default=1, help="static batch size of the artifact (a text-to-image "
                    "pipeline: its UNet's; 2 runs both guidance branches in one call)")

@@ -190,6 +190,36 @@ def test_executorch_small_unet_is_one_delegate_island(built_by_name):
     assert cov["islands"] == 1 and cov["fallback_ops"] == {"aten.embedding.default": 1}, cov
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_executorch_external_weights_go_to_a_hashed_ptd_beside_the_program(net, built_by_name, tmp_path, precision):
+    pytest.importorskip("executorch.exir")
+    from converters import executorch as et
+    from edgediff.converters.calibration import Calibration
+
+    rng = np.random.default_rng(1)
+    kw = {"calibration": Calibration(rng.standard_normal((4, 1, 32, 32), dtype=np.float32),
+                                     np.full(4, 1.0, np.float32), np.arange(4, dtype=np.int64))
+          } if precision == "int8" else {}
+    art = convert("executorch", net, tmp_path / "art", precision=precision, external_weights=True, **kw)
+    ptd, pte = art.path / et.DATA_FILE, art.path / et.MODEL_FILE
+    assert art.options["external_weights"] == et.DATA_FILE and et.DATA_FILE in art.sha256
+    params = sum(p.numel() * p.element_size() for p in net.parameters())
+    scale = 0.25 if precision == "int8" else 1.0  # int8 weights: a quarter of the fp32 bytes
+    assert ptd.stat().st_size >= 0.9 * scale * params and pte.stat().st_size < ptd.stat().st_size
+    assert art.parity_db >= (parity.MIN_DB if precision == "fp32" else 10)
+    if precision == "fp32":  # the same program as the one-file artifact, numerically
+        inline = converters.get("executorch").load(built_by_name("executorch"))
+        x = np.random.default_rng(0).standard_normal((BATCH, 1, 32, 32)).astype(np.float32)
+        t, label = np.full(BATCH, 0.5, np.float32), np.arange(BATCH, dtype=np.int64)
+        ours = converters.get("executorch").load(art)(x, t, label)
+        np.testing.assert_allclose(ours, inline(x, t, label), rtol=0, atol=1e-5)
+    data = bytearray(ptd.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ptd.write_bytes(bytes(data))  # tampered weights are refused by the hash check
+    with pytest.raises(ModelFileError):
+        converters.get("executorch").load(art.path)
+
+
 def test_executorch_coreml_delegate_lowers_here_and_load_explains(net, tmp_path):
     pytest.importorskip("coremltools")
     art = convert("executorch", net, tmp_path / "art", delegate="coreml")
