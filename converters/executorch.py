@@ -279,8 +279,8 @@ def threadpool_size(threads: int | None = None) -> int | None:
 
 
 # labels are int64: the UNet embeds int64 indices, so an int64 input saves a portable cast kernel
-APP_HINT = ("Android/iOS: load `{file}` with ExecuTorch's `Module` (XNNPACK backend linked in); inputs in spec "
-            "order, see below.")
+APP_HINT = ("Android/iOS: load `{file}` with ExecuTorch's `Module` (XNNPACK backend linked in; where the artifact "
+            "holds a model.ptd, pass it as the data path); inputs in spec order, see below.")
 BACKEND = ModuleBackend(name="executorch", precisions=PRECISIONS, calibrated=CALIBRATED, label_dtype="int64",
                         convert_options=("delegate", "external_weights"), requires=("executorch",), extra="executorch",
                         pipeline_precisions=("fp32", "int8"), compressed=("int8",),
