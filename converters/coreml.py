@@ -28,19 +28,48 @@ COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 
 def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", calibration=None, precond,
             sampler_defaults: dict | None = None, source: dict | None = None,
-            minimum_deployment_target: str = "iOS17", author: str = "edgediff", license: str = "",
-            version: str = "") -> artifact.Artifact:
-    """Convert `net` to an ML Program artifact in `out_dir` (parity-gated on macOS only)."""
+            minimum_deployment_target: str = "iOS17", attention: str = "original", chunks: int | None = None,
+            author: str = "edgediff", license: str = "", version: str = "") -> artifact.Artifact:
+    """Convert `net` to an ML Program artifact in `out_dir` (parity-gated on macOS only).
+
+    `attention` picks Apple's attention implementation for diffusers' Attention blocks (original, split_einsum,
+    split_einsum_v2: the last two for the Neural Engine); `chunks` = 2 splits the program into two mlpackages of
+    about equal weight (ml-stable-diffusion's --chunk-unet), which None does by itself for an iOS target whose
+    weights exceed CHUNK_BYTES.
+    """
+    from edgediff.models import ane_attention
+
     if precision not in PRECISIONS or calibration is not None:
         raise InputError(f"coreml converts precision {PRECISIONS} without calibration here; got {precision!r}")
+    ane_attention.processor(attention)  # a one-line error for an unknown name, before anything is built
     if precision == "w4" and minimum_deployment_target < "iOS18":
         minimum_deployment_target = "iOS18"  # block-wise int4 weights need the iOS18 opset
+    pieces = _chunks(chunks, net, precision, minimum_deployment_target)
     meta = {"author": author, "license": license, "version": version}
     header = build.header_for(net, spec, backend=BACKEND.name, precision=precision, precond=precond,
-                                 sampler_defaults=sampler_defaults, source=source, tools=("coremltools",),
-                                 options={"minimum_deployment_target": minimum_deployment_target, **meta})
+                              sampler_defaults=sampler_defaults, source=source, tools=("coremltools",),
+                              options={"minimum_deployment_target": minimum_deployment_target,
+                                       "attention": attention, "chunks": pieces, **meta})
     staged = (lambda f: CoreMLRunner(f, header, compute_units="CPU_ONLY")) if on_macos() else None
-    return build.build(net, out_dir, header, lower=lambda tmp: _lower(net, header, tmp), load_staged=staged)
+    with ane_attention.attention_implementation(net, attention):
+        return build.build(net, out_dir, header, lower=lambda tmp: _lower(net, header, tmp), load_staged=staged)
+
+
+CHUNK_BYTES = 1 << 30  # ml-stable-diffusion chunks an iOS UNet over 1 GB of weights in two
+WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "w8": 1, "palette6": 0.75, "palette4": 0.5, "w4": 0.5}
+
+
+def _chunks(chunks: int | None, net, precision: str, target: str) -> list[str]:
+    """The mlpackage files the program is split into ([] for one model.mlpackage)."""
+    if chunks is None:
+        weight = sum(p.numel() for p in net.parameters()) * WEIGHT_BYTES[precision]
+        chunks = 2 if target.startswith("iOS") and weight > CHUNK_BYTES else 1
+    if chunks not in (1, 2) or isinstance(chunks, bool):
+        raise InputError(f"coreml splits a program into 1 or 2 chunks (coremltools' bisect_model); got {chunks!r}")
+    return [] if chunks == 1 else [CHUNK_FILES[0], CHUNK_FILES[1]]
+
+
+CHUNK_FILES = ("model_chunk1.mlpackage", "model_chunk2.mlpackage")  # bisect_model's names for model.mlpackage
 
 
 def on_macos() -> bool:
@@ -71,8 +100,37 @@ def _lower(net, header: artifact.Header, tmp: Path) -> tuple[str, dict]:
     model = ct.models.MLModel(model._spec, weights_dir=model.weights_dir, skip_model_load=True)
     _describe(model, header)
     model.save(str(tmp / MODEL_FILE))
-    return MODEL_FILE, {"ops": ops, "compute_precision": header.precision, "parity": not_measured(unavailable())
-                        if unavailable() else "measured on CPU_ONLY"}
+    coverage = {"ops": ops, "compute_precision": header.precision, "attention": header.options["attention"],
+                "parity": not_measured(unavailable()) if unavailable() else "measured on CPU_ONLY"}
+    if not header.options["chunks"]:
+        return MODEL_FILE, coverage
+    del model
+    _bisect(tmp)
+    return CHUNK_FILES[0], {**coverage, "chunks": {f: _weight_bytes(tmp / f) for f in CHUNK_FILES}}
+
+
+def _bisect(tmp: Path) -> None:
+    """model.mlpackage → two chunks of about equal weight (coremltools' bisect_model, ml-stable-diffusion's
+    chunk_mlprogram), each carrying the artifact's metadata; the whole model is removed."""
+    import shutil
+
+    ct = require("coremltools", "coreml")
+    whole = tmp / MODEL_FILE
+    halves = tmp / "bisect"
+    ct.models.utils.bisect_model(str(whole), str(halves), check_output_correctness=False)  # predicts: macOS only
+    source = ct.models.MLModel(str(whole), skip_model_load=True)
+    for i, name in enumerate(CHUNK_FILES):
+        chunk = ct.models.MLModel(str(halves / name), skip_model_load=True)
+        chunk.author, chunk.license, chunk.version = source.author, source.license, source.version
+        chunk.short_description = f"{source.short_description} (chunk {i + 1} of {len(CHUNK_FILES)})"
+        chunk.user_defined_metadata.update(source.user_defined_metadata)
+        chunk.save(str(tmp / name))
+    shutil.rmtree(halves)
+    shutil.rmtree(whole)
+
+
+def _weight_bytes(package: Path) -> int:
+    return sum(f.stat().st_size for f in package.rglob("*") if f.is_file() and "weights" in f.parts)
 
 
 def _decompositions() -> dict:
@@ -124,9 +182,11 @@ def decompressed_state_dict(artifact_or_dir, reference: dict) -> dict:
     ct = require("coremltools", "coreml")
     cto = require("coremltools.optimize.coreml", "coreml")
     art = artifact.open_artifact(artifact_or_dir, backend=BACKEND.name)
-    with artifact.native_errors(art.model_path, "coremltools"):
-        model = cto.decompress_weights(ct.models.MLModel(str(art.model_path), skip_model_load=True))
-        consts = cto.get_weights_metadata(model, weight_threshold=0)
+    consts = {}
+    for file in [art.path / f for f in art.options.get("chunks") or ()] or [art.model_path]:
+        with artifact.native_errors(file, "coremltools"):
+            model = cto.decompress_weights(ct.models.MLModel(str(file), skip_model_load=True))
+            consts.update(cto.get_weights_metadata(model, weight_threshold=0))
     out = {}
     for key, value in reference.items():
         name = "p_" + key.replace(".", "_")
@@ -167,18 +227,26 @@ def _describe(model, header: artifact.Header) -> None:
 
 
 class CoreMLRunner(SpecRunner):
-    """Runner over an .mlpackage through MLModel.predict (macOS only)."""
+    """Runner over an .mlpackage through MLModel.predict (macOS only); a chunked program runs its chunks in turn,
+    each taking what it needs from the inputs and the previous chunk's outputs."""
 
     def __init__(self, model_file: Path, header, *, compute_units: str = "ALL"):
         ct = require("coremltools", "coreml")
         if compute_units not in COMPUTE_UNITS:
             raise InputError(f"unknown compute_units {compute_units!r}; expected one of {COMPUTE_UNITS}")
         self.spec, self.num_classes = header.spec, header.num_classes
-        with artifact.native_errors(model_file, "Core ML"):
-            self._model = ct.models.MLModel(str(model_file), compute_units=ct.ComputeUnit[compute_units])
+        files = [Path(model_file).parent / f for f in header.options.get("chunks") or ()] or [Path(model_file)]
+        self._models = []
+        for file in files:
+            with artifact.native_errors(file, "Core ML"):
+                model = ct.models.MLModel(str(file), compute_units=ct.ComputeUnit[compute_units])
+            self._models.append((model, [i.name for i in model.get_spec().description.input]))
 
     def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(self._model.predict(inputs)[OUTPUT], dtype=np.float32)
+        values = dict(inputs)
+        for model, names in self._models:
+            values.update(model.predict({n: values[n] for n in names}))
+        return np.asarray(values[OUTPUT], dtype=np.float32)
 
 
 def load(artifact_or_dir, *, device: str | None = None, threads: int | None = None) -> CoreMLRunner:
@@ -199,7 +267,8 @@ def unavailable() -> str | None:
 
 APP_HINT = ("iOS/macOS: add `{file}` to the Xcode project and call `prediction(from:)` with the inputs below.")
 BACKEND = ModuleBackend(name="coreml", precisions=PRECISIONS, label_dtype="int32",
-                        convert_options=("minimum_deployment_target", "author", "license", "version"),
+                        convert_options=("minimum_deployment_target", "attention", "chunks", "author", "license",
+                                         "version"),
                         default_device="ALL", takes_device=True, requires=("coremltools",), extra="coreml",
                         pipeline_precisions=("fp16", "palette6"), compressed=("w8", "palette6", "palette4", "w4"),
                         app_hint=APP_HINT,

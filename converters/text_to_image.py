@@ -31,6 +31,8 @@ MAX_STEPS = 50  # the manifest carries the scheduler's σ list for 1..MAX_STEPS 
 UNET_PARITY = 6  # recorded UNet calls the gate runs on (spread over the trajectory)
 UNET_BATCHES = (1, 2)  # 2: classifier-free guidance's two branches in one UNet call
 BACKENDS = ("openvino", "executorch", "coreml")  # those whose pipeline conversion is tested (LiteRT: not yet)
+UNET_ONLY = ("attention", "chunks")  # Core ML options for the UNet (ml-stable-diffusion's --attention-implementation
+# and --chunk-unet); the text encoder and decoder keep original attention and one file
 
 
 def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch: int = 1, decoder=None,
@@ -50,12 +52,18 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
     if backend not in BACKENDS:
         raise InputError(f"text-to-image pipelines convert for {', '.join(BACKENDS)}; {backend} does not take them yet")
     precisions = _precisions(precision, be, backend)
+    if "attention" in options:  # checked before anything is converted, not at the UNet
+        from edgediff.models.ane_attention import processor
+
+        processor(options["attention"])
     out = Path(out)
     parts = load_parts(folder, decoder=decoder)
     eager = parts.eager()
     calibrated = any(p in be.calibrated for p in precisions.values())  # fp32-only: one eager image, not three
+    runs_here = be.unavailable() is None  # else the recorded inputs only fix shapes: one step is enough
     recorded, calibration, reference = record_inputs(
-        eager, unet_batch=unet_batch, prompts=(parts.example_prompts or PROMPTS) if calibrated else ())
+        eager, unet_batch=unet_batch, prompts=(parts.example_prompts or PROMPTS) if calibrated else (),
+        steps=None if runs_here else 1)
     components = {}
     for name in COMPONENTS:
         net = getattr(parts, name)
@@ -65,10 +73,11 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
         if progress:
             print(f"converting {name} for {backend} ({precisions[name]}) …", flush=True)
         calib = calibration if precisions[name] in be.calibrated else None
+        own = options if name == "unet" else {k: v for k, v in options.items() if k not in UNET_ONLY}
         try:
             art = be.convert(net, spec, out / name, precision=precisions[name], calibration=calib,
                              precond=parts.precond, sampler_defaults={},
-                             source=parts.source(name), **options)
+                             source=parts.source(name), **own)
         except EdgediffError:
             raise
         except Exception as e:  # a converter's own failure: one line naming the component, never a traceback
@@ -88,7 +97,7 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
         precond=parts.precond.to_dict(), guidance_embed=parts.guidance_embed,
         sampler_defaults=parts.sampler_defaults,
         sigmas={n: parts.sigmas_at(n) for n in range(1, MAX_STEPS + 1)})
-    if be.unavailable() is None:  # the converted pipeline end to end, against eager's image
+    if runs_here:  # the converted pipeline end to end, against eager's image
         image = open_artifact(out, manifest=manifest).generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
         manifest["end_to_end"] = {"prompt": CHECK_PROMPT, "seed": CHECK_SEED,
                                   "steps": parts.sampler_defaults["steps"],
@@ -118,12 +127,13 @@ def _precisions(precision, be, backend: str) -> dict:
     return precisions
 
 
-def record_inputs(pipe, *, unet_batch: int = 1, prompts=PROMPTS):
+def record_inputs(pipe, *, unet_batch: int = 1, prompts=PROMPTS, steps: int | None = None):
     """Every component's inputs while the eager pipeline draws `prompts` (seeds 0, 1, …) and then the end-to-end
-    check's prompt (its recommended steps and guidance): the parity inputs per component (UNET_PARITY UNet calls
-    spread over all trajectories, `unet_batch` consecutive rows each: a guided step's [uncond; cond]), the UNet
-    calibration (the calls of `prompts` only, so the check image is not drawn from calibration data; None when
-    `prompts` is empty) and the check prompt's eager image (the end-to-end reference)."""
+    check's prompt (`steps`, by default its recommended steps, and its guidance): the parity inputs per component
+    (UNET_PARITY UNet calls spread over all trajectories, `unet_batch` consecutive rows each: a guided step's
+    [uncond; cond]), the UNet calibration (the calls of `prompts` only, so the check image is not drawn from
+    calibration data; None when `prompts` is empty) and the check prompt's eager image (the end-to-end
+    reference)."""
     seen = {name: [] for name in COMPONENTS}
 
     def recording(name, fn):
@@ -138,9 +148,9 @@ def record_inputs(pipe, *, unet_batch: int = 1, prompts=PROMPTS):
 
     rec = dataclasses.replace(pipe, **{n: recording(n, getattr(pipe, n)) for n in COMPONENTS})
     for seed, prompt in enumerate(prompts):
-        rec.generate(prompt=prompt, seed=seed)
+        rec.generate(prompt=prompt, seed=seed, steps=steps)
     calibration = _calibration(seen["unet"]) if prompts else None
-    reference = rec.generate(prompt=CHECK_PROMPT, seed=CHECK_SEED)
+    reference = rec.generate(prompt=CHECK_PROMPT, seed=CHECK_SEED, steps=steps)
     unet = seen["unet"]
     groups = [tuple(np.concatenate(col) for col in zip(*unet[i:i + unet_batch], strict=True))
               for i in range(0, len(unet) - unet_batch + 1, unet_batch)]

@@ -25,8 +25,8 @@ def convert(model, *, backend: str, out, precision: str = "fp32", batch: int = 1
 
     Parity-gated (fp32/fp16 ≥ 35 dB against eager, or nothing is written); int8 is calibrated on the model's own
     sampling trajectories ('trajectory'), on 'random' inputs, or on a calibration .npz. `options` are the backend's
-    own (executorch: delegate, external_weights; openvino: threads; coreml: minimum_deployment_target, author,
-    license, version).
+    own (executorch: delegate, external_weights; openvino: threads; coreml: minimum_deployment_target, attention,
+    chunks, author, license, version; a text-to-image pipeline applies attention and chunks to its UNet).
     Returns the `Artifact`.
     """
     from edgediff.converters.convert import convert_model

@@ -190,6 +190,7 @@ def _convert(a):
     options = {"delegate": a.delegate} if a.delegate else {}
     if a.external_weights:
         options["external_weights"] = True
+    options.update({k: v for k in ("attention", "chunks") if (v := getattr(a, k)) is not None})
     if a.decoder:
         options["decoder"] = a.decoder
     art = edgediff.convert(a.model, backend=a.backend, out=Path(a.out), precision=a.precision, batch=a.batch,

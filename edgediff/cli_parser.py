@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--delegate", help="ExecuTorch delegate: xnnpack (default) or coreml (lowering only)")
     c.add_argument("--external-weights", action="store_true", default=None,
                    help="ExecuTorch: weights in model.ptd beside model.pte (automatic above 1 GiB of parameters)")
+    c.add_argument("--attention", choices=("original", "split_einsum", "split_einsum_v2"),
+                   help="Core ML: the UNet's attention implementation (Apple's names; split_einsum[_v2] for the "
+                   "Neural Engine; default original)")
+    c.add_argument("--chunks", type=int, choices=(1, 2), help="Core ML: split the program into this many "
+                   "mlpackages (default: 2 for an iOS UNet over 1 GB of weights, as ml-stable-diffusion does)")
     c.add_argument("--decoder", help=DECODER_HELP)
     c.add_argument("--batch", type=int, default=1, help="static batch size of the artifact (a text-to-image "
                    "pipeline: its UNet's; 2 runs both guidance branches in one call)")

@@ -148,13 +148,15 @@ BACKENDS = ["openvino", "executorch", "coreml"]
 
 @pytest.fixture(scope="module")
 def artifacts(folders, tmp_path_factory):
-    """{backend: pipeline artifact of the SD 1.x DDIM folder} (converted once per module, on first use)."""
+    """{backend: pipeline artifact of the SD 1.x DDIM folder} (converted once per module, on first use; Core ML's
+    UNet with Apple's Neural Engine attention, split_einsum_v2)."""
     root, made = tmp_path_factory.mktemp("t2i-art"), {}
 
     def get(backend):
         if backend not in made:
             made[backend] = root / backend
-            edgediff.convert(folders["sd1-ddim"], backend=backend, out=made[backend])
+            options = {"attention": "split_einsum_v2"} if backend == "coreml" else {}
+            edgediff.convert(folders["sd1-ddim"], backend=backend, out=made[backend], **options)
         return made[backend]
 
     return get
@@ -175,6 +177,8 @@ def test_a_pipeline_converts_to_a_parity_gated_artifact_and_samples(folders, art
             assert c["parity_db"] >= parity.MIN_DB, (name, c)
         if backend == "executorch":
             assert art.op_coverage["islands"] <= 3, (name, art.op_coverage)
+        if backend == "coreml":  # the Neural Engine attention goes to the UNet alone
+            assert art.options["attention"] == ("split_einsum_v2" if name == "unet" else "original"), name
     assert m["sigmas"]["20"][-1] == pytest.approx(edgediff.load(folders["sd1-ddim"]).sigmas_for(20)[-1])
     if backend == "coreml":
         assert "skipped" in m["end_to_end"]

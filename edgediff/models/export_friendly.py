@@ -22,32 +22,43 @@ class MatmulAttention:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
                  **kwargs):
         if attention_mask is not None:
-            raise NotImplementedError("MatmulAttention takes no attention mask")
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        four_d = hidden_states.ndim == 4
-        if four_d:
-            b, c, h, w = hidden_states.shape
-            hidden_states = hidden_states.reshape(b, c, h * w).transpose(1, 2)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        if encoder_hidden_states is not None and attn.norm_cross:
-            context = attn.norm_encoder_hidden_states(context)
+            raise NotImplementedError(f"{type(self).__name__} takes no attention mask")
+        residual, hidden_states, context, shape = _prelude(attn, hidden_states, encoder_hidden_states, temb)
+        out = self.attend(attn, hidden_states, context)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if shape is not None:
+            out = out.transpose(-1, -2).reshape(shape)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+    def attend(self, attn, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """[B, N, C] queries' source and [B, L, C'] context → attention output before to_out, [B, N, inner]."""
         q, k, v = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
         heads = attn.heads
         q, k, v = (_split_heads(y, heads) for y in (q, k, v))
         scores = torch.matmul(q * attn.scale, k.transpose(-1, -2))
         out = torch.matmul(scores.softmax(dim=-1), v)
         bsz, _, n, d = out.shape
-        out = out.transpose(1, 2).reshape(bsz, n, heads * d)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if four_d:
-            out = out.transpose(-1, -2).reshape(b, c, h, w)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        return out.transpose(1, 2).reshape(bsz, n, heads * d)
+
+
+def _prelude(attn, hidden_states, encoder_hidden_states, temb):
+    """diffusers' Attention before the projections: spatial/group norm, [B,C,H,W] → [B,HW,C], the context."""
+    residual = hidden_states
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    shape = None
+    if hidden_states.ndim == 4:
+        shape = hidden_states.shape
+        b, c, h, w = shape
+        hidden_states = hidden_states.reshape(b, c, h * w).transpose(1, 2)
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+    if encoder_hidden_states is not None and attn.norm_cross:
+        context = attn.norm_encoder_hidden_states(context)
+    return residual, hidden_states, context, shape
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
