@@ -152,6 +152,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls per cell (about)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds before a cell is killed")
     p.add_argument("--optimum-samples", type=int, help="optimum hybrid int8 calibration UNet calls (default: its own)")
+    p.add_argument("--check-steps", type=int, default=10, help="sampler steps of edgediff's recorded images (parity "
+                   "inputs, int8 calibration: 2 prompts × steps × 2 guidance branches UNet calls, end-to-end check)")
     p.add_argument("--only", type=csv, default=(),
                    help="run only cells whose key contains one of these texts (the table still shows all)")
     p.add_argument("--retry-failed", action="store_true")
@@ -169,7 +171,8 @@ def main(argv=None) -> int:
     a.work.mkdir(parents=True, exist_ok=True)
     plan = Plan(sizes=a.sizes, resolutions=tuple(a.resolution), backends=a.backends, precisions=a.precisions,
                 peers=("eager", *[x for x in a.peers if x != "eager"]), decoders=a.decoders, steps=tuple(a.steps),
-                scale=a.scale, work=a.work, threads=a.threads, budget=a.budget, samples=a.optimum_samples)
+                scale=a.scale, work=a.work, threads=a.threads, budget=a.budget, samples=a.optimum_samples,
+                check_steps=a.check_steps)
     planned = cells(plan)
     path = a.work / "results.json"
     data = load_results(path)

@@ -42,7 +42,8 @@ def run_convert(cell: dict) -> dict:
             shutil.copytree(Path(reuse) / name, out / name, copy_function=os.link)
     started = time.perf_counter()
     manifest = edgediff.convert(model=cell["folder"], backend=cell["backend"], precision=cell["precision"],
-                                out=out, decoder=cell["taesd"] if cell["decoder"] == "taesd" else None)
+                                out=out, decoder=cell["taesd"] if cell["decoder"] == "taesd" else None,
+                                check_steps=cell.get("check_steps"))
     wall = time.perf_counter() - started
     parts = {}
     for name, c in manifest["components"].items():

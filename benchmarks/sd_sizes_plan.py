@@ -42,6 +42,7 @@ class Plan:
     threads: int
     budget: float
     samples: int | None = None  # optimum hybrid int8 calibration samples (None: its default)
+    check_steps: int | None = None  # edgediff's recorded images' steps (None: the pipeline's recommended)
 
 
 def cells(p: Plan) -> list[Cell]:
@@ -57,7 +58,7 @@ def _base(p: Plan, size: str, res: int) -> dict:
     folder = p.work / "folders" / folder_name(size, res, p.scale)
     return {"size": size, "res": res, "scale": p.scale, "work": str(p.work / "folders"), "folder": str(folder),
             "taesd": str(p.work / "folders" / f"taesd-s{p.scale}"), "threads": p.threads, "budget": p.budget,
-            "samples": p.samples}
+            "samples": p.samples, "check_steps": p.check_steps}
 
 
 def _size_cells(p: Plan, size: str, res: int) -> list[Cell]:

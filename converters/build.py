@@ -9,7 +9,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from edgediff.converters import parity
+from edgediff.converters import memory, parity
 from edgediff.errors import InputError
 from edgediff.format import staging
 from edgediff.format.artifact import Artifact, Header, InputSpec
@@ -121,13 +121,18 @@ def build(net, out_dir, header: Header, *, lower: Callable[[Path], tuple[str, di
     found = staging.reusable(out_dir, header)
     if found is not None:
         return found
+    component = load_staged is not None and component_of(header.spec) is not None
+    if component:  # eager's outputs first: its activations never sit beside the runtime's copy of the weights
+        from edgediff.models.eager import ModuleRunner
+
+        eager = ModuleRunner(net)
+        references = [eager(*inputs) for inputs in net.parity_inputs]
     with staging.staging(out_dir) as tmp:
         model_file, coverage = lower(tmp)
+        memory.release()  # what tracing freed, before the runtime loads its own copy
         result = None
-        if load_staged is not None and component_of(header.spec) is not None:
-            from edgediff.models.eager import ModuleRunner
-
-            result = parity.check_on(load_staged(tmp / model_file), ModuleRunner(net), net.parity_inputs,
+        if component:
+            result = parity.check_on(load_staged(tmp / model_file), references, net.parity_inputs,
                                      min_db=parity.gate_for(header.precision))
         elif load_staged is not None:
             result = parity.check(load_staged(tmp / model_file), reference_runner(net, header), header.spec,

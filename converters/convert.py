@@ -27,16 +27,17 @@ def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: i
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch must be an integer >= 1, got {batch!r}")
     be = base.get(backend)
-    decoder = options.pop("decoder", None)
+    pipeline_only = {k: options.pop(k) for k in ("decoder", "check_steps") if options.get(k) is not None}
     base.check_options(be, "convert", options)
     folder = model_dir.prompt_model(model) if isinstance(model, str | os.PathLike) else None
     if folder is not None:  # a diffusers text-to-image folder or the project's own text model
         from edgediff.converters.text_to_image import convert_pipeline
 
-        return convert_pipeline(folder, backend, out, precision=precision, unet_batch=batch, decoder=decoder,
+        return convert_pipeline(folder, backend, out, precision=precision, unet_batch=batch, **pipeline_only,
                                 **options)
-    if decoder is not None:
-        raise InputError(f"a decoder folder is taken with a text-to-image pipeline folder; {model} is not one")
+    if pipeline_only:
+        raise InputError(f"{' and '.join(pipeline_only)} apply to a text-to-image pipeline folder; {model} is not "
+                         f"one")
     md = checkpoint.load(model)
     net, precond, defaults, c = md.net, md.precond, md.sampler_defaults, md.unet
     source = {"model": byom.describe(md) if md.is_diffusers else md.meta.get("name", str(model)),

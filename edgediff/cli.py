@@ -193,6 +193,8 @@ def _convert(a):
     options.update({k: v for k in ("attention", "chunks") if (v := getattr(a, k)) is not None})
     if a.decoder:
         options["decoder"] = a.decoder
+    if a.check_steps is not None:
+        options["check_steps"] = a.check_steps
     art = edgediff.convert(a.model, backend=a.backend, out=Path(a.out), precision=a.precision, batch=a.batch,
                            **options)
     if isinstance(art, dict):  # a text-to-image pipeline artifact: one line per component

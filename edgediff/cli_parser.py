@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--chunks", type=int, choices=(1, 2), help="Core ML: split the program into this many "
                    "mlpackages (default: 2 for an iOS UNet over 1 GB of weights, as ml-stable-diffusion does)")
     c.add_argument("--decoder", help=DECODER_HELP)
+    c.add_argument("--check-steps", type=int, help="a text-to-image pipeline: sampler steps of the images recorded "
+                   "for parity, int8 calibration and the end-to-end check (default: its recommended steps)")
     c.add_argument("--batch", type=int, default=1, help="static batch size of the artifact (a text-to-image "
                    "pipeline: its UNet's; 2 runs both guidance branches in one call)")
     c.add_argument("--out", required=True)

@@ -1016,6 +1016,8 @@ CLI = [
                                     "split_einsum", "--out", "out/c"]),
     ("convert_attention_own_unet", ["convert", "--model", "{model}", "--backend", "coreml", "--attention",
                                     "split_einsum", "--out", "out/c"]),
+    ("convert_check_steps_pixel", ["convert", "--model", "{model}", "--backend", "openvino", "--check-steps", "4",
+                                   "--out", "out/c"]),
     ("bench_iters0", ["bench", "{model}", "--out", "out/b", "--iters", "0", "--quiet"]),
     ("bench_warmup_neg", ["bench", "{model}", "--out", "out/b", "--warmup", "-1", "--quiet"]),
     ("bench_missing", ["bench", "nope", "--out", "out/b", "--quiet"]),

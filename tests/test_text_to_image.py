@@ -346,9 +346,11 @@ def test_openvino_int8_is_hybrid_and_recorded_with_a_warning(folders, tmp_path):
 
     out = tmp_path / "int8"
     res = run("convert", "--model", str(folders["sd1-ddim"]), "--backend", "openvino", "--precision", "int8",
-              "--out", str(out))
+              "--check-steps", "3", "--out", str(out))
     assert res.returncode == 0, res.stderr
-    comps = pipeline_manifest.read(out)["components"]
+    manifest = pipeline_manifest.read(out)
+    assert manifest["end_to_end"]["steps"] == 3  # recorded, calibrated and checked on 3-step images
+    comps = manifest["components"]
     assert {n: c["precision"] for n, c in comps.items()} == {"text_encoder": "w8", "unet": "int8",
                                                              "vae_decoder": "w8"}
     assert all(c["parity_db"] is not None for c in comps.values())
@@ -359,6 +361,9 @@ def test_openvino_int8_is_hybrid_and_recorded_with_a_warning(folders, tmp_path):
     res = run("convert", "--model", str(folders["sd1-ddim"]), "--backend", "openvino", "--precision",
               "text_encoder=int8", "--out", str(tmp_path / "bad"))
     assert_one_line_error(res, "quantizes activations, which only the UNet takes")
+    res = run("convert", "--model", str(folders["sd1-ddim"]), "--backend", "openvino", "--check-steps", "0",
+              "--out", str(tmp_path / "bad"))
+    assert_one_line_error(res, "check_steps must be an integer from 1 to 50")
     assert not (tmp_path / "bad").exists()
 
 
