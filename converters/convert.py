@@ -27,7 +27,7 @@ def convert_model(model, backend: str, out, *, precision: str = "fp32", batch: i
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch must be an integer >= 1, got {batch!r}")
     be = base.get(backend)
-    pipeline_only = {k: options.pop(k) for k in ("decoder", "check_steps") if options.get(k) is not None}
+    pipeline_only = {k: v for k in ("decoder", "check_steps") if (v := options.pop(k, None)) is not None}
     base.check_options(be, "convert", options)
     folder = model_dir.prompt_model(model) if isinstance(model, str | os.PathLike) else None
     if folder is not None:  # a diffusers text-to-image folder or the project's own text model
