@@ -328,3 +328,13 @@ def test_openvino_runners_dropped_out_of_order_survive_ctrl_c(built_by_name):
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "interrupted cleanly" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
+
+
+def test_pipeline_only_options_passed_as_none_are_no_options_and_set_are_refused_for_a_pixel_model(small_model_dir,
+                                                                                                 tmp_path):
+    pytest.importorskip("openvino")
+    art = convert_mod.convert_model(small_model_dir, "openvino", tmp_path / "ok", decoder=None, check_steps=None)
+    assert art.parity_db >= parity.MIN_DB
+    with pytest.raises(InputError, match="check_steps apply to a text-to-image pipeline folder"):
+        convert_mod.convert_model(small_model_dir, "openvino", tmp_path / "bad", check_steps=4)
+    assert not (tmp_path / "bad").exists()
