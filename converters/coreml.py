@@ -14,7 +14,7 @@ import numpy as np
 
 from edgediff.converters import build
 from edgediff.converters.base import ModuleBackend, not_measured
-from edgediff.errors import EdgediffError, InputError, require
+from edgediff.errors import EdgediffError, InputError, ModelFileError, require
 from edgediff.format import artifact, inputs
 from edgediff.format.inputs import SpecRunner
 
@@ -171,11 +171,13 @@ def _compress(model, precision: str):
     return cto.linear_quantize_weights(model, config)
 
 
-def decompressed_state_dict(artifact_or_dir, reference: dict) -> dict:
+def decompressed_state_dict(artifact_or_dir, reference: dict, *, strict: bool = False) -> dict:
     """The network weights as stored in a Core ML artifact, decompressed to float in Python (no macOS needed).
 
     `reference` is the torch state_dict the artifact was converted from (for names and shapes); loading the
-    result into that network measures what compression did to quality, e.g. its FID-proxy.
+    result into that network measures what compression did to quality, e.g. its FID-proxy. A tensor the program
+    does not hold under its own name (a norm's scale folded into another op) is taken from `reference`; `strict`
+    makes that an error for every weight of two or more dimensions.
     """
     import torch
 
@@ -192,6 +194,9 @@ def decompressed_state_dict(artifact_or_dir, reference: dict) -> dict:
         name = "p_" + key.replace(".", "_")
         names = [f"{name}_to_fp16{suffix}" for suffix in ("_quantized", "_palettized", "")] + [name]
         meta = next((consts[n] for n in names if n in consts), None)
+        if meta is None and strict and value.ndim >= 2:
+            raise ModelFileError(f"{art.path} holds no weight named {name}; expected every weight of {key}'s kind "
+                                 f"under its own name")
         out[key] = value.clone() if meta is None else torch.from_numpy(np.asarray(meta.val, np.float32)
                                                                         .reshape(value.shape))
     return out
