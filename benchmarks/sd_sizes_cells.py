@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import sd_sizes_build as sdb
-from sd_sizes_timing import peak_rss_gb, report, save_output, time_call
+from sd_sizes_timing import measure_call, peak_rss_gb, report, time_call
 
 TORCH_BASELINES = ("eager", "compile")
 GUIDANCE = {1: 1.0, 4: 1.0, 20: 7.5}  # steps → guidance (20 steps with classifier-free guidance)
@@ -96,12 +96,7 @@ def run_call(cell: dict) -> dict:
     fn = torch_module(cell) if cell["backend"] in TORCH_BASELINES else artifact_runner(cell)
     load_s = time.perf_counter() - load_started
     args = sdb.inputs(cell["folder"], cell["component"])
-    started = time.perf_counter()
-    save_output(cell["out"], fn(*args))  # the first call: torch.compile compiles here, runtimes allocate
-    first_call_s = time.perf_counter() - started
-    timing = time_call(lambda: fn(*args), budget_s=cell["budget"])
-    return {**timing, "load_s": round(load_s, 2), "first_call_s": round(first_call_s, 2),
-            "peak_rss_gb": peak_rss_gb()}
+    return measure_call(fn, args, cell["out"], budget_s=cell["budget"], load_s=load_s)
 
 
 def diffusers_pipeline(cell: dict):

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import sd_sizes_build as sdb
-from sd_sizes_timing import dir_bytes, peak_rss_gb, report, save_output, time_call
+from sd_sizes_timing import dir_bytes, measure_call, peak_rss_gb, report, time_call
 
 PROMPTS = ("a red apple on a wooden table", "a photo of a cat sleeping on a sofa", "a lighthouse on a cliff at dusk",
            "a bowl of ramen, studio lighting", "an astronaut riding a horse on mars", "a watercolor of a fox in snow",
@@ -92,12 +92,7 @@ def run_call(cell: dict) -> dict:
     fn = component_call(pipe, cell["component"])
     load_s = time.perf_counter() - started
     args = sdb.inputs(cell["folder"], cell["component"])
-    started = time.perf_counter()
-    save_output(cell["out"], fn(*args))  # the first call: torch.compile compiles here, runtimes allocate
-    first_call_s = time.perf_counter() - started
-    timing = time_call(lambda: fn(*args), budget_s=cell["budget"])
-    return {**timing, "load_s": round(load_s, 2), "first_call_s": round(first_call_s, 2),
-            "peak_rss_gb": peak_rss_gb()}
+    return measure_call(fn, args, cell["out"], budget_s=cell["budget"], load_s=load_s)
 
 
 def run_image(cell: dict) -> dict:

@@ -62,3 +62,14 @@ def save_output(path, array) -> None:
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     np.save(path, np.asarray(array, dtype=np.float32))
+
+
+def measure_call(fn, args, out, *, budget_s: float, load_s: float) -> dict:
+    """One component's first call (its output saved to `out` for PSNR against eager's; torch.compile compiles
+    and runtimes allocate here), then `time_call` on the same inputs."""
+    started = time.perf_counter()
+    save_output(out, fn(*args))
+    first_call_s = time.perf_counter() - started
+    timing = time_call(lambda: fn(*args), budget_s=budget_s)
+    return {**timing, "load_s": round(load_s, 2), "first_call_s": round(first_call_s, 2),
+            "peak_rss_gb": peak_rss_gb()}
