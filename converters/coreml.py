@@ -56,6 +56,7 @@ def convert(net, spec: artifact.InputSpec, out_dir, *, precision: str = "fp32", 
 
 
 CHUNK_BYTES = 1 << 30  # ml-stable-diffusion chunks an iOS UNet over 1 GB of weights in two
+CHUNK_FILES = ("model_chunk1.mlpackage", "model_chunk2.mlpackage")  # bisect_model's names for model.mlpackage
 WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "w8": 1, "palette6": 0.75, "palette4": 0.5, "w4": 0.5}
 
 
@@ -66,10 +67,8 @@ def _chunks(chunks: int | None, net, precision: str, target: str) -> list[str]:
         chunks = 2 if target.startswith("iOS") and weight > CHUNK_BYTES else 1
     if chunks not in (1, 2) or isinstance(chunks, bool):
         raise InputError(f"coreml splits a program into 1 or 2 chunks (coremltools' bisect_model); got {chunks!r}")
-    return [] if chunks == 1 else [CHUNK_FILES[0], CHUNK_FILES[1]]
+    return [] if chunks == 1 else list(CHUNK_FILES)
 
-
-CHUNK_FILES = ("model_chunk1.mlpackage", "model_chunk2.mlpackage")  # bisect_model's names for model.mlpackage
 
 
 def on_macos() -> bool:

@@ -57,13 +57,13 @@ def convert_pipeline(folder, backend: str, out, *, precision="fp32", unet_batch:
         from edgediff.models.ane_attention import processor
 
         processor(options["attention"])
+    if check_steps is not None and (isinstance(check_steps, bool) or not isinstance(check_steps, int)
+                                    or not 1 <= check_steps <= MAX_STEPS):
+        raise InputError(f"check_steps must be an integer from 1 to {MAX_STEPS}; got {check_steps!r}")
     out = Path(out)
     parts = load_parts(folder, decoder=decoder)
     eager = parts.eager()
     calibrated = any(p in be.calibrated for p in precisions.values())  # fp32-only: one eager image, not three
-    if check_steps is not None and (isinstance(check_steps, bool) or not isinstance(check_steps, int)
-                                    or not 1 <= check_steps <= MAX_STEPS):
-        raise InputError(f"check_steps must be an integer from 1 to {MAX_STEPS}; got {check_steps!r}")
     runs_here = be.unavailable() is None  # else the recorded inputs only fix shapes: one step is enough
     steps = check_steps or parts.sampler_defaults["steps"]
     recorded, calibration, reference = record_inputs(
