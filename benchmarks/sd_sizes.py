@@ -16,9 +16,11 @@ transformers < 5.6 and huggingface-hub < 1.22, which edgediff's environment does
 its own environment for it (runs/venv-optimum, git-ignored and outside the folders the repo's tests scan; exact
 pins in OPTIMUM_PINS; pip, network-bound, once).
 
-Each cell runs in its own process (a cell killed for memory is recorded as killed) and is stored in
-<work>/results.json as it finishes; a rerun skips finished cells (`--retry-failed` reruns failed ones). The
-tables go to <work>/sd_sizes.md. `--scale 16` divides every width by 16 for a quick functional run.
+Each cell runs in its own process (a cell killed for memory is recorded as killed) and is stored in the run
+record as it finishes (`--record`, default benchmarks/sd_sizes_runs/<cpu>.json, kept in the repo so a run's
+numbers outlive its multi-GB work folder); a rerun skips finished cells (`--retry-failed` reruns failed ones).
+A record holds one machine's run: another CPU starts its own. The tables go beside the record (.md).
+`--scale 16` divides every width by 16 for a quick functional run.
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ def run_cell(cell: Cell, python: Path, timeout: float, log: Path) -> dict:
     return {"status": "ok", "wall_s": wall, **json.loads(found[-1])}
 
 
+def default_record(cpu: str, scale: int) -> Path:
+    """benchmarks/sd_sizes_runs/<cpu slug>[-s<scale>].json: one file per machine (and per --scale)."""
+    slug = "-".join("".join(c if c.isalnum() else " " for c in cpu.lower()).split())[:60] or "cpu"
+    return HERE / "sd_sizes_runs" / (slug + (f"-s{scale}" if scale != 1 else "") + ".json")
+
+
 def load_results(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"meta": {}, "cells": {}}
 
@@ -147,7 +155,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--decoders", type=csv, default=("vae", "taesd"))
     p.add_argument("--steps", type=int, nargs="+", default=[1, 4, 20], choices=[1, 4, 20])
     p.add_argument("--scale", type=int, default=1, help="divide every width by this (16: quick functional run)")
-    p.add_argument("--work", type=Path, default=REPO / "runs" / "sd_sizes")
+    p.add_argument("--work", type=Path, default=REPO / "runs" / "sd_sizes", help="folders and artifacts (GBs)")
+    p.add_argument("--record", type=Path, help="the run's results JSON (default: benchmarks/sd_sizes_runs/<cpu>.json)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls per cell (about)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds before a cell is killed")
@@ -174,16 +183,20 @@ def main(argv=None) -> int:
                 scale=a.scale, work=a.work, threads=a.threads, budget=a.budget, samples=a.optimum_samples,
                 check_steps=a.check_steps)
     planned = cells(plan)
-    path = a.work / "results.json"
-    data = load_results(path)
-    if data["meta"].get("scale", a.scale) != a.scale:
-        raise SystemExit(f"{path} holds a --scale {data['meta']['scale']} run; use another --work")
     from edgediff.measure.latency import host
 
-    data["meta"].update(scale=a.scale, threads=a.threads, host=host())
+    here = host()
+    path = a.record or default_record(here["cpu"], a.scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = load_results(path)
+    for key, now in (("scale", a.scale), ("cpu", here["cpu"])):
+        was = data["meta"].get(key, data["meta"].get("host", {}).get(key, now))
+        if was != now:
+            raise SystemExit(f"{path} holds a run with {key} {was!r}, not {now!r}; give another --record")
+    data["meta"].update(scale=a.scale, threads=a.threads, host=here)
     run_all([c for c in planned if not a.only or any(t in c.key for t in a.only)], data, path, a)
     table = render(planned, data["cells"], data["meta"])
-    (a.work / "sd_sizes.md").write_text(table)
+    path.with_suffix(".md").write_text(table)
     print(table)
     return 0
 
