@@ -36,7 +36,7 @@ from pathlib import Path
 
 from sd_sizes_build import SIZES
 from sd_sizes_plan import EDGEDIFF_BACKENDS, PEERS, Cell, Plan, cells
-from sd_sizes_table import render
+from sd_sizes_table import fill_psnr, render
 from sd_sizes_timing import RESULT
 
 HERE = Path(__file__).resolve().parent
@@ -195,6 +195,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"{path} holds a run with {key} {was!r}, not {now!r}; give another --record")
     data["meta"].update(scale=a.scale, threads=a.threads, host=here)
     run_all([c for c in planned if not a.only or any(t in c.key for t in a.only)], data, path, a)
+    fill_psnr(planned, data["cells"])
+    save_results(path, data)
     table = render(planned, data["cells"], data["meta"])
     path.with_suffix(".md").write_text(table)
     print(table)
