@@ -23,7 +23,11 @@ from edgediff.errors import ModelFileError
 from edgediff.format import artifact
 from edgediff.models import checkpoint
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# The default run spreads test files over up to 2 pytest-xdist workers (pyproject's addopts); each worker (and the
+# commands it starts) gets its share of the cores, so two workers never oversubscribe CI's 2 cores.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, (os.cpu_count() or 1) // _workers))))
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 BACKENDS = {"executorch": "executorch.exir", "openvino": "openvino", "coreml": "coremltools",
             "litert": "ai_edge_litert"}
 TARGETS = {"executorch": ("host", "android"), "openvino": ("CPU", "GPU", "NPU"),

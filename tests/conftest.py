@@ -9,7 +9,11 @@ from edgediff.format.precond import Preconditioning
 from edgediff.models import checkpoint
 from edgediff.models.unet import UNet
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# The default run spreads test files over up to 2 pytest-xdist workers (pyproject's addopts); each worker (and the
+# commands it starts) gets its share of the cores, so two workers never oversubscribe CI's 2 cores.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, (os.cpu_count() or 1) // _workers))))
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SMALL = UNetConfig(channels=(16, 32), attention_levels=(1,), time_embed_dim=32, num_classes=10)
 

@@ -190,7 +190,7 @@ def test_executorch_small_unet_is_one_delegate_island(built_by_name):
     assert cov["islands"] == 1 and cov["fallback_ops"] == {"aten.embedding.default": 1}, cov
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("int8", marks=pytest.mark.slow)])  # int8: 68 s, -m slow
 def test_executorch_external_weights_go_to_a_hashed_ptd_beside_the_program(net, built_by_name, tmp_path, precision):
     pytest.importorskip("executorch.exir")
     from converters import executorch as et
