@@ -81,10 +81,10 @@ def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str, calibration=
     exir = require("executorch.exir", "executorch")
     ep = build.capture(net, spec)
     if calibration is not None:  # on the training IR, whose conv2d/linear patterns the quantizer matches
-        ep = _quantize_int8(net, ep, spec, calibration)
+        ep = _quantize_int8(net, ep, spec, calibration, external=external)
         calibrate.save(tmp / calibrate.CALIBRATION_FILE, calibration)
-    if external:
-        ep = _tag_weights_external(ep, spec)
+    elif external:
+        ep = _export(_tag_weights_external(ep.module()), spec, strict=True)
     if delegate == "xnnpack":
         ep = ep.run_decompositions(xnnpack_friendly_decompositions())
         if calibration is None:  # fold input-independent subgraphs (diffusers' `timesteps * ones(B)`)
@@ -110,19 +110,24 @@ def _lower(net, spec: artifact.InputSpec, tmp: Path, delegate: str, calibration=
     return MODEL_FILE, coverage
 
 
-def _tag_weights_external(ep, spec: artifact.InputSpec):
+def _tag_weights_external(module):
     """Every constant the XNNPACK delegate serializes is tagged for model.ptd (ExecuTorch's recipe: tag the
-    unlifted module's get_attr nodes, export again)."""
+    unlifted module's get_attr nodes, then export it)."""
+    passes = require("executorch.exir.passes.external_constants_pass", "executorch")
+    passes.delegate_external_constants_pass_unlifted(module=module, gen_tag_fn=lambda node: DATA_NAME)
+    return module
+
+
+def _export(module, spec: artifact.InputSpec, *, strict: bool = False):
     import torch
 
-    passes = require("executorch.exir.passes.external_constants_pass", "executorch")
-    module = ep.module()
-    passes.delegate_external_constants_pass_unlifted(module=module, gen_tag_fn=lambda node: DATA_NAME)
-    return torch.export.export(module, build.example_inputs(spec), strict=True)
+    return torch.export.export(module, build.example_inputs(spec), strict=strict)
 
 
-def _quantize_int8(net, ep, spec: artifact.InputSpec, calibration):
-    """PT2E static int8 (XNNPACKQuantizer, per-channel weights) of every block; observers fed the calibration."""
+def _quantize_int8(net, ep, spec: artifact.InputSpec, calibration, *, external: bool = False):
+    """PT2E static int8 (XNNPACKQuantizer, per-channel weights) of every block; observers fed the calibration.
+    `external` tags the quantized module's weights for model.ptd before its one export (a second, strict export
+    of the quantized program leaves XNNPACK's channels-last pass a node without its value on an SD UNet)."""
     import torch
 
     qmod = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch")
@@ -149,7 +154,7 @@ def _quantize_int8(net, ep, spec: artifact.InputSpec, calibration):
             inputs = calibration_inputs(spec, classes, x, t, label, w)
             model(*(torch.from_numpy(v) for v in inputs.values()))
     model = pt2e.convert_pt2e(model)
-    return torch.export.export(model, build.example_inputs(spec))
+    return _export(_tag_weights_external(model) if external else model, spec)
 
 
 def _drop_shared_with(graph, dropped: set) -> None:

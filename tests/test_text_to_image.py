@@ -369,18 +369,21 @@ def test_openvino_int8_is_hybrid_and_recorded_with_a_warning(folders, tmp_path):
 
 @pytest.mark.slow
 def test_executorch_int8_unet_lowers_into_one_island_with_its_db_recorded(folders, tmp_path):
+    """With its weights in model.ptd, as an SD-size UNet (over 1 GiB) has them: the quantized program is exported
+    once, after tagging (a second, strict export failed in XNNPACK's ChannelsLastTaggedReshapePass at SD 1.5)."""
     pytest.importorskip("executorch")
     from edgediff.format import artifact, pipeline_manifest
 
     out = tmp_path / "et-int8"
     res = run("convert", "--model", str(folders["sd1-ddim"]), "--backend", "executorch", "--precision", "int8",
-              "--out", str(out))
+              "--external-weights", "--out", str(out))
     assert res.returncode == 0, res.stderr
     m = pipeline_manifest.read(out)
     assert {n: c["precision"] for n, c in m["components"].items()} == {"text_encoder": "fp32", "unet": "int8",
                                                                        "vae_decoder": "fp32"}
     unet = artifact.read(out / "unet")
     assert unet.op_coverage["islands"] == 1 and not unet.op_coverage["fallback_ops"], unet.op_coverage
+    assert (out / "unet" / "model.ptd").is_file() and unet.op_coverage["external_weights"]["bytes"] > 0
     assert m["components"]["unet"]["parity_db"] > 20 and m["end_to_end"]["psnr_db"] > 25
 
 
