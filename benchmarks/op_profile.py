@@ -120,8 +120,13 @@ def main() -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--top", type=int, default=12, help="op types listed per artifact")
     a = p.parse_args()
+    from edgediff.errors import EdgediffError
+
     for d in a.artifacts:
-        profile(d, iters=a.iters, threads=a.threads, top=a.top)
+        try:
+            profile(d, iters=a.iters, threads=a.threads, top=a.top)
+        except EdgediffError as e:  # not an artifact, a tampered one, a missing runtime: one line, exit 1
+            raise SystemExit(f"op_profile.py: {e}") from None
 
 
 if __name__ == "__main__":
