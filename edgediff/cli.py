@@ -141,7 +141,7 @@ def _sample(a):
         raise InputError(f"{a.model} is a text-to-image pipeline: it expects --prompt TEXT")
     asked = {"n": 100 if a.n is None else a.n, "seed": a.seed, "sampler": a.sampler, "steps": a.steps,
              "guidance": a.guidance, "label": a.label, "batch_size": a.batch_size,
-             "sigmas": _floats(a.sigmas, "--sigmas")}
+             "sigmas": _floats(a.sigmas, "--sigmas"), "gamma": a.gamma}
     asked = {k: v for k, v in asked.items() if v is not None}
     Request(**asked)  # bad values fail here, before the model is loaded
     images_io.check_path(Path(a.out))  # a bad --out fails before anything is sampled
@@ -181,7 +181,8 @@ def _sample_prompt(a):
                          f"an edgediff text-model directory, a converted pipeline or a diffusers text-to-image "
                          f"folder (model_index.json with a text_encoder)")
     images = model.generate(prompt=a.prompt, negative_prompt=a.negative_prompt, n=a.n or 1, seed=a.seed,
-                            steps=a.steps, guidance=a.guidance, sampler=a.sampler, progress=not a.quiet)
+                            steps=a.steps, guidance=a.guidance, sampler=a.sampler, gamma=a.gamma,
+                            progress=not a.quiet)
     edgediff.save(a.out, images)
     print(f"wrote {len(images)} image{'s' * (len(images) > 1)} for {a.prompt!r} to {a.out}")
 

@@ -141,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="auto", help="auto (eager for a model dir, the artifact's own backend)")
     s.add_argument("--device", help="runtime device, e.g. OpenVINO CPU/GPU/NPU/AUTO")
     s.add_argument("--threads", type=int)
-    s.add_argument("--sampler", help="euler | heun | dpmpp_2m | consistency (default: the model's)")
+    s.add_argument("--sampler", help="euler | heun | dpmpp_2m | consistency | lcm | tcd | euler_ancestral "
+                   "(default: the model's)")
+    s.add_argument("--gamma", type=float, help="the tcd sampler's γ in [0, 1]: 0 deterministic, 1 fresh noise per "
+                   "step (default: the model's, else 0.3)")
     s.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--n", type=int, help="images to draw (default: 100, one per prompt for a text-to-image model)")

@@ -39,6 +39,8 @@ def test_sample_npy_is_byte_identical_and_eval_reads_it(small_model_dir, tmp_pat
     (["--steps", "0"], "steps"),
     (["--label", "10"], "label 10 is out of range"),
     (["--out", "x.jpg"], "must end in .npy or .png"),
+    (["--gamma", "0.5"], "gamma is the tcd sampler's"),
+    (["--sampler", "tcd", "--gamma", "2"], "gamma"),
 ])
 def test_sample_bad_input_is_one_line(small_model_dir, tmp_path, extra, fragment):
     res = run("sample", "--model", str(small_model_dir), "--n", "2", "--steps", "2", "--quiet",

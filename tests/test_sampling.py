@@ -15,6 +15,8 @@ from edgediff.sampling.samplers import (
     sample_dpmpp_2m,
     sample_euler,
     sample_heun,
+    sample_lcm,
+    sample_tcd,
 )
 from edgediff.sampling.schedules import karras_sigmas, schedule
 
@@ -218,6 +220,47 @@ def test_consistency_renoises_to_the_next_sigma():
     sample_consistency(lambda x, s: x * 0 + 0.5, np.zeros((1, 1, 2, 2)), sigmas, noise=lambda shape: z,
                        callback=lambda i, s, x, x0: seen.append(x), sigma_min=0.002)
     np.testing.assert_allclose(seen[1], 0.5 + 2.0 * math.sqrt(9.0 - 0.002**2))
+
+
+def test_tcd_spans_consistency_sampling_and_ddim():
+    """TCD's γ (Zheng et al. 2024): γ = 1 re-noises with fresh noise (LCM), γ = 0 is DDIM over the same σ levels,
+    between them x goes along the predicted noise to (1 − γ)σ and is re-noised from there."""
+    sigmas = schedule("tcd", 4, sigma_max=80.0)
+    assert sigmas == schedule("consistency", 4, sigma_max=80.0)
+    x_T = np.random.default_rng(0).standard_normal(SHAPE) * sigmas[0]
+    z = np.random.default_rng(1).standard_normal((3, *SHAPE))
+
+    def run(fn, **kw):
+        it = iter(z)
+        return fn(nonlinear_denoiser, x_T, sigmas, noise=lambda shape: next(it), **kw)
+
+    np.testing.assert_allclose(run(sample_tcd, gamma=1.0), run(sample_lcm), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(run(sample_tcd, gamma=0.0), run(sample_euler), rtol=1e-12, atol=1e-12)
+    mid = run(sample_tcd, gamma=0.5)
+    assert not np.allclose(mid, run(sample_euler)) and not np.allclose(mid, run(sample_lcm))
+    seen = []  # one step by hand: σ' = 0.5·3, x = x0 + (x − x0)·σ'/10 + √(3² − σ'²)·z
+    sample_tcd(lambda x, s: x * 0 + 0.5, np.ones((1, 1, 2, 2)), [10.0, 3.0, 0.0], gamma=0.5,
+               noise=lambda shape: np.full(shape, 2.0), callback=lambda i, s, x, x0: seen.append(x))
+    np.testing.assert_allclose(seen[1], 0.5 + 0.5 * 1.5 / 10.0 + 2.0 * math.sqrt(9.0 - 1.5**2))
+
+
+@pytest.mark.parametrize("gamma", [-0.1, 1.5])
+def test_tcd_gamma_outside_0_1_is_refused(gamma):
+    with pytest.raises(InputError, match="gamma"):
+        sample_tcd(nonlinear_denoiser, np.ones((1, 1, 2, 2)), [10.0, 3.0, 0.0], gamma=gamma,
+                   noise=np.random.default_rng(0).standard_normal)
+
+
+def test_gamma_belongs_to_the_tcd_sampler():
+    from edgediff.format.configs import Request
+    from edgediff.sampling.generate import recommended
+
+    with pytest.raises(InputError, match="tcd"):
+        Request(sampler="consistency", gamma=0.2)
+    assert Request(sampler="tcd", gamma=0.0).gamma == 0.0
+    defaults = {"sampler": "tcd", "steps": 2, "guidance": 2.0, "gamma": 0.0}
+    assert recommended(defaults, n=4).gamma == 0.0
+    assert recommended(defaults, sampler="consistency").gamma is None  # γ goes with the recommended sampler
 
 
 # --------------------------------------------------------------------------------------------- σ grid and names

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from edgediff.converters import base, parity
+from edgediff.errors import InputError
 from edgediff.format.configs import UNetConfig
 from edgediff.format.latent_configs import AutoencoderConfig, TextEncoderConfig, TextModelConfig
 from edgediff.format.model_dir import AUTOENCODER_FORMAT, TEXT_MODEL_FORMAT
@@ -70,7 +71,7 @@ def student_dir(model_dir):
     torch.nn.init.normal_(net.unet.w_mlp[2].weight, std=0.2)  # zero-initialised: w would not show
     root = model_dir.parent / "tiny-t2i-student"
     checkpoint.save(root, net, {**meta, "name": "tiny-t2i-student", "precond": ConsistencyPreconditioning().to_dict(),
-                                "sampler_defaults": {"sampler": "consistency", "steps": 2, "guidance": 3.0}})
+                                "sampler_defaults": {"sampler": "tcd", "steps": 2, "guidance": 3.0, "gamma": 0.0}})
     shutil.copytree(model_dir / "vae", root / "vae")  # the teacher's autoencoder travels with it
     return root
 
@@ -134,14 +135,18 @@ def test_a_two_step_student_converts_with_its_guidance_input_and_draws_eagers_im
     assert eager.guidance_embed and eager.sampler_defaults["steps"] == 2
     assert eager.sigmas_for(2) == pytest.approx(schedule("consistency", 2))  # [σ_max, 2.5…, 0]: no σ_min step
     a, b = (eager.generate(prompt="red apple", n=2, seed=0, guidance=g) for g in (1.0, 3.0))
-    assert a.shape == (2, 3, 16, 16) and float(abs(a - b).max()) > 1e-3  # w is an input of the UNet
+    assert a.shape == (2, 3, 16, 16) and float(abs(a - b).max()) > 1e-4  # w is an input of the UNet (float noise: 1e-7)
+    c = eager.generate(prompt="red apple", n=2, seed=0, guidance=3.0, gamma=1.0)  # fresh noise at step 2 instead
+    assert float(abs(c - b).max()) > 1e-3
+    with pytest.raises(InputError, match="tcd"):
+        eager.generate(prompt="red apple", sampler="consistency", gamma=0.5)
     be = base.get(backend)
     if not base.installed(be):
         pytest.skip(f"{backend} is not installed")
     precision = "fp16" if backend == "coreml" else "fp32"
     m = edgediff.convert(model=student_dir, backend=backend, out=tmp_path / backend, precision=precision)
     assert m["guidance_embed"] is True and m["precond"]["kind"] == "consistency"
-    assert m["sampler_defaults"]["steps"] == 2
+    assert m["sampler_defaults"] == {"sampler": "tcd", "steps": 2, "guidance": 3.0, "gamma": 0.0}  # γ travels too
     if be.unavailable() is not None:  # Core ML off macOS: converted and validated, not run
         assert m["end_to_end"] == {"skipped": be.unavailable()}
         return

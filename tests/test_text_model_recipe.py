@@ -127,7 +127,7 @@ def test_distill_makes_a_two_step_guidance_input_student_of_a_text_model(tmp_pat
     meta = json.loads((student / "config.json").read_text())
     assert meta["format"] == "edgediff.text_model" and meta["precond"]["kind"] == "consistency"
     assert meta["text_model"]["unet"]["guidance_embed"] is True and meta["training_state"]["step"] == 6
-    assert meta["sampler_defaults"] == {"sampler": "consistency", "steps": 2, "guidance": 3.0}
+    assert meta["sampler_defaults"] == {"sampler": "tcd", "steps": 2, "guidance": 3.0, "gamma": 0.0}
     assert meta["distillation"]["teacher"] == "openmoji-t2i" and (student / "vae" / "weights.safetensors").is_file()
     png = tmp_path / "s.png"
     res = subprocess.run([sys.executable, "-m", "edgediff.cli", "sample", "--model", str(student), "--prompt",

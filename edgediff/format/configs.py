@@ -129,6 +129,7 @@ class Request:
     label: int | None = None
     batch_size: int = 250
     sigmas: tuple[float, ...] | None = None  # None: the sampler's formula (or the model's tuned schedule)
+    gamma: float | None = None  # the tcd sampler's γ; None: the model's, else the sampler's 0.3
 
     def __post_init__(self):
         if self.n < 1 or self.steps < 1 or self.batch_size < 1:
@@ -139,6 +140,8 @@ class Request:
             object.__setattr__(self, "sigmas", tuple(check_sigmas(self.sigmas, self.steps)))
         if self.guidance is not None and not self.guidance >= 0:
             raise InputError(f"guidance must be >= 0, got {self.guidance}")
+        if self.gamma is not None and self.sampler != "tcd":
+            raise InputError(f"gamma is the tcd sampler's γ; the sampler is {self.sampler!r} (expected sampler 'tcd')")
         schema.check_fields("sampler_defaults", self)
 
 

@@ -23,7 +23,7 @@ MAX_STR = 4096
 DEFAULT_INT = 1 << 20  # range of an int field that RANGES does not mention (new fields)
 # The samplers an artifact's sampler_defaults may name: the host-side sampling contract an app implements
 # (edgediff.sampling.samplers.SAMPLERS holds one function per name; a test keeps the two equal).
-SAMPLER_NAMES = ("euler", "heun", "dpmpp_2m", "consistency", "lcm", "euler_ancestral")
+SAMPLER_NAMES = ("euler", "heun", "dpmpp_2m", "consistency", "lcm", "tcd", "euler_ancestral")
 _IDENT = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
@@ -85,6 +85,7 @@ RANGES = {
     ("sampler_defaults", "sampler"): _one_of(*SAMPLER_NAMES),
     ("sampler_defaults", "steps"): _between(1, 1000),
     ("sampler_defaults", "guidance"): _between(0.0, 100.0),
+    ("sampler_defaults", "gamma"): _between(0.0, 1.0),
     ("sampler_defaults", "n"): _between(1, 10**6),
     ("sampler_defaults", "seed"): _between(0, 2**63 - 1),
     ("sampler_defaults", "batch_size"): _between(1, 65536),

@@ -48,7 +48,8 @@ def generate(runner: Runner, precond: Preconditioning, shape: tuple[int, int, in
             uncond = make_denoiser(runner, precond, label=np.full_like(lab, num_classes))
             cond = classifier_free_guidance(cond, uncond, req.guidance)
         out.append(sample(cond, (b, *shape), sampler=req.sampler, steps=req.steps, rng=rng,
-                          sigma_min=precond.sigma_min, sigma_max=precond.sigma_max, sigmas=req.sigmas))
+                          sigma_min=precond.sigma_min, sigma_max=precond.sigma_max, sigmas=req.sigmas,
+                          gamma=req.gamma))
     return np.concatenate(out).astype(np.float32), labels
 
 
@@ -69,14 +70,18 @@ def with_defaults(request: Request, defaults: dict) -> Request:
     if (request.sigmas is None and defaults.get("sigmas") is not None
             and (request.sampler, request.steps) == (defaults.get("sampler"), defaults.get("steps"))):
         changes["sigmas"] = tuple(defaults["sigmas"])
+    if request.gamma is None and defaults.get("gamma") is not None and request.sampler == defaults.get("sampler"):
+        changes["gamma"] = float(defaults["gamma"])
     return dataclasses.replace(request, **changes) if changes else request
 
 
 def recommended(defaults: dict, **overrides) -> Request:
     """The Request a model recommends (sampler, steps, guidance, tuned σ) with `overrides` (n, seed, batch_size)."""
-    keep = {k: defaults[k] for k in ("sampler", "steps", "guidance", "sigmas") if defaults.get(k) is not None}
+    keep = {k: defaults[k] for k in ("sampler", "steps", "guidance", "sigmas", "gamma") if defaults.get(k) is not None}
     if any(overrides.get(k, keep.get(k)) != keep.get(k) for k in ("sampler", "steps")):
         keep.pop("sigmas", None)  # a tuned schedule belongs to the recommended sampler and step count only
+    if overrides.get("sampler", keep.get("sampler")) != keep.get("sampler"):
+        keep.pop("gamma", None)  # and γ to the recommended sampler
     return Request(**{**keep, **overrides})
 
 

@@ -89,6 +89,29 @@ def sample_consistency(denoiser, x, sigmas, *, noise=None, callback: Callback | 
     return x
 
 
+def sample_tcd(denoiser, x, sigmas, *, noise=None, callback: Callback | None = None, gamma: float = 0.3):
+    """Strategic stochastic sampling of a consistency model (TCD, Zheng et al. 2024): denoise, step along the
+    predicted noise to σ' = (1 − γ)·σ_{i+1} (DDIM), re-noise from σ' to σ_{i+1}. γ = 1 is multistep consistency
+    sampling (fresh noise), γ = 0 deterministic DDIM over the consistency σ levels. TCD sets σ' on the timestep
+    index (t_s = ⌊(1 − γ)·t_{i+1}⌋); σ-space students have no index, so γ scales σ."""
+    if not 0.0 <= gamma <= 1.0:
+        raise InputError(f"tcd gamma must be in [0, 1], got {gamma}")
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:], strict=True)):
+        x0 = denoiser(x, s)
+        if callback:
+            callback(i, s, x, x0)
+        if s_next == 0:
+            x = x0
+            continue
+        s_prime = (1.0 - gamma) * s_next
+        x = euler_step(x, x0, s, s_prime) if s_prime > 0 else x0
+        if gamma > 0:
+            if noise is None:
+                raise InputError("sample_tcd needs noise=callable(shape) when gamma > 0")
+            x = x + noise(x0.shape) * math.sqrt(s_next**2 - s_prime**2)
+    return x
+
+
 def sample_lcm(denoiser, x, sigmas, *, noise=None, callback: Callback | None = None):
     """LCM multistep sampling (Luo et al. 2023, Algorithm 3): denoise, re-noise to exactly the next σ, repeat —
     what diffusers' LCMScheduler does (its c_skip/c_out boundary terms are < 1e-7 away from D at its timesteps)."""
@@ -118,6 +141,7 @@ SAMPLERS = {
     "dpmpp_2m": sample_dpmpp_2m,
     "consistency": sample_consistency,
     "lcm": sample_lcm,
+    "tcd": sample_tcd,
     "euler_ancestral": sample_euler_ancestral,
 }
 
@@ -135,7 +159,7 @@ def get_sampler(name: str):
 
 def sample(denoiser, shape: tuple[int, ...], *, sampler: str = "dpmpp_2m", steps: int = 10,
            rng: np.random.Generator, sigma_min: float = 0.002, sigma_max: float = 80.0,
-           callback: Callback | None = None, sigmas=None) -> np.ndarray:
+           callback: Callback | None = None, sigmas=None, gamma: float | None = None) -> np.ndarray:
     """Draw x_T ~ N(0, σ_max²) from `rng` and run a sampler: one seed gives one image on every runtime."""
     fn = get_sampler(sampler)
     if not shape or any(int(d) < 1 for d in shape):
@@ -146,4 +170,6 @@ def sample(denoiser, shape: tuple[int, ...], *, sampler: str = "dpmpp_2m", steps
         return rng.standard_normal(s, dtype=np.float32)
     x = noise(shape) * np.float32(sigmas[0])
     extra = {"sigma_min": sigma_min} if fn is sample_consistency else {}  # it re-noises to √(σ² − σ_min²)
+    if fn is sample_tcd and gamma is not None:
+        extra["gamma"] = float(gamma)
     return fn(denoiser, x, sigmas, noise=noise, callback=callback, **extra)

@@ -27,7 +27,7 @@ def karras_sigmas(n: int, *, sigma_min: float = 0.002, sigma_max: float = 80.0, 
 
 def schedule(sampler: str, steps: int, *, sigma_min: float = 0.002, sigma_max: float = 80.0,
              sigmas=None) -> list[float]:
-    """The σ a sampler visits: Karras for ODE solvers; for consistency models the Karras levels of steps+1
+    """The σ a sampler visits: Karras for ODE solvers; for consistency models (and TCD) the Karras levels of steps+1
     points without σ_min (denoising at σ_min is the identity), so 1 step = [σ_max, 0], 2 = [σ_max, 2.5, 0].
 
     `sigmas` (steps+1 values, decreasing, ending in 0) replaces the formula: a schedule tuned for one model, as
@@ -35,6 +35,6 @@ def schedule(sampler: str, steps: int, *, sigma_min: float = 0.002, sigma_max: f
     """
     if sigmas is not None:
         return check_sigmas(sigmas, steps)
-    if sampler in ("consistency", "lcm"):
+    if sampler in ("consistency", "lcm", "tcd"):
         return karras_sigmas(steps + 1, sigma_min=sigma_min, sigma_max=sigma_max)[:-2] + [0.0]
     return karras_sigmas(steps, sigma_min=sigma_min, sigma_max=sigma_max)

@@ -46,7 +46,8 @@ class TextToImage:
         return np.asarray(self.text_encoder(self.tokenize(prompts)), dtype=np.float32)
 
     def generate(self, *, prompt, negative_prompt=None, n: int = 1, seed: int = 0, steps: int | None = None,
-                 guidance: float | None = None, sampler: str | None = None, latents: np.ndarray | None = None,
+                 guidance: float | None = None, sampler: str | None = None, gamma: float | None = None,
+                 latents: np.ndarray | None = None,
                  noise: Callable[[tuple], np.ndarray] | None = None, progress: bool = False) -> np.ndarray:
         """Images float32 [n, 3, H, W] in [-1, 1] for `prompt` (a string). What is left None is the pipeline's
         recommendation; `latents` (VP space, [n, C, h, w]) replaces the seeded initial noise and `noise(shape)` the
@@ -57,6 +58,11 @@ class TextToImage:
         steps = int(steps or d["steps"])
         guidance = float(d["guidance"] if guidance is None else guidance)
         sampler = sampler or d["sampler"]
+        if gamma is None and sampler == d["sampler"]:
+            gamma = d.get("gamma")  # the tcd sampler's γ the model recommends
+        if gamma is not None and sampler != "tcd":
+            raise InputError(f"gamma is the tcd sampler's γ; the sampler is {sampler!r} (expected sampler 'tcd')")
+        extra = {"gamma": float(gamma)} if gamma is not None else {}
         if self.guidance_embed and negative is not None:
             raise InputError(f"{self.name} embeds the guidance scale (LCM): a negative prompt has no unconditional "
                              f"branch to go into; expected no negative prompt")
@@ -81,7 +87,8 @@ class TextToImage:
         vp = isinstance(self.precond, VPPreconditioning)  # VP latents (diffusers) or EDM's σ-space ones
         x = latents.astype(np.float64) * ((1 + sigmas[0] ** 2) ** 0.5 if vp else sigmas[0])  # x_T → σ-space
         callback = _progress(steps) if progress else None
-        x = get_sampler(sampler)(den, x, sigmas, noise=noise or (lambda s: rng.standard_normal(s)), callback=callback)
+        x = get_sampler(sampler)(den, x, sigmas, noise=noise or (lambda s: rng.standard_normal(s)), callback=callback,
+                                **extra)
         z = x / (1 + sigmas[-1] ** 2) ** 0.5 if vp else x  # σ-space → the scheduler's last VP latent
         return np.asarray(self.vae_decoder((z / self.scaling_factor).astype(np.float32)), dtype=np.float32)
 

@@ -63,7 +63,9 @@ def distill_text_model(model: Path, out: Path, *, config: DistillConfig, steps: 
               "autoencoder_dir": recipe.AUTOENCODER_DIR,
               "distillation": {**dataclasses.asdict(config), "teacher": meta.get("name", str(model)),
                                "target_ema": target_ema, **({"init": str(init)} if init is not None else {})},
-              "sampler_defaults": {"sampler": "consistency", "steps": 2, "guidance": w}}
+              # γ = 0 (DDIM over the consistency σ levels): on openmoji-t2i-2step FID-proxy 28.7 vs 33.5 with the
+              # fresh noise of multistep consistency sampling (γ = 1), on seeds other than the quality table's
+              "sampler_defaults": {"sampler": "tcd", "steps": 2, "guidance": w, "gamma": 0.0}}
     loss = recipe.caption_dropout(cd_loss(teacher, base, config, precision=cfg.precision, null_label=len(ids) - 1),
                                   p=cfg.label_dropout, empty=len(ids) - 1)
     out = run(student.train(), dataclasses.replace(cfg, label_dropout=0.0), Path(out), data=data, loss=loss,

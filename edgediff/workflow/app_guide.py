@@ -26,6 +26,8 @@ UPDATES = {
     "consistency": "x0 = D(x, σ_i); x = x0 + √(σ_{i+1}² − σ_min²)·z with fresh z ~ N(0, 1) while σ_{i+1} > 0, "
                    "else the image is x0 (Song et al. 2023, Alg. 1)",
     "euler": "x0 = D(x, σ_i); x = x0 + (x − x0)·σ_{i+1}/σ_i (deterministic DDIM in σ-space)",
+    "tcd": "x0 = D(x, σ_i); while σ_{i+1} > 0: σ' = (1 − γ)·σ_{i+1}, x = x0 + (x − x0)·σ'/σ_i + √(σ_{i+1}² − σ'²)·z "
+           "with fresh z ~ N(0, 1) (no noise when γ = 0), else the image is x0 (TCD, Zheng et al. 2024)",
     "heun": "Euler step to σ_{i+1}, then average the slopes (x − D)/σ at both ends while σ_{i+1} > 0 "
             "(Karras et al. 2022, Alg. 1)",
     "dpmpp_2m": "x0 = D(x, σ_i); h = ln(σ_i/σ_{i+1}); from the second step on x0' = (1 + 1/(2r))·x0 − (1/(2r))·x0_prev "
@@ -53,7 +55,8 @@ def in_an_app(art: Artifact) -> list[str]:
              *[f"  - {f}" for f in FORMULAS[p.kind if p.kind != "vp" else f"vp-{p.prediction}"]],
              f"- recommended sampler: {sampler} × {steps} steps, guidance {d.get('guidance', 1.0)}; start from "
              f"x = σ_0·z, z ~ N(0, 1) of shape {list(art.spec['x'][0])}",
-             f"- update per step: {UPDATES.get(sampler, 'see edgediff/sampling/samplers.py')}", "",
+             f"- update per step: {UPDATES.get(sampler, 'see edgediff/sampling/samplers.py')}"
+             + (f"; γ = {d.get('gamma', 0.3)}" if sampler == "tcd" else ""), "",
              "| step i | σ_i | c_in | t = c_noise | c_skip | c_out |", "|---|---|---|---|---|---|"]
     for i, s in enumerate(sigmas[:-1]):
         lines.append(f"| {i} | {s:.6g} | {p.c_in(s):.6g} | {p.c_noise(s):.6g} | {p.c_skip(s):.6g} | "
