@@ -203,6 +203,7 @@ def test_pipeline_task_text_to_image_runs_the_whole_job_on_the_directory(tmp_pat
     assert res.returncode == 0, res.stderr
     readme = (tmp_path / "p" / "README.md").read_text()
     assert "tiny-t2i (text-to-image)" in readme and "EDM" in readme
+    assert "Recommended sampler: dpmpp_2m × 4 steps, guidance 3.0; per step: x0 = D(x, σ_i)" in readme
     assert (tmp_path / "p" / "grids" / "openvino-fp32.png").is_file()
     res = subprocess.run([sys.executable, "-m", "edgediff.cli", "pipeline", "--task", "text-to-image", "--model",
                           "mnist-tiny", "--out", str(tmp_path / "q")], capture_output=True, text=True, timeout=120)

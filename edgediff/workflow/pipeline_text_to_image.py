@@ -106,6 +106,20 @@ def _bench(p, arts: dict, progress: bool) -> str:
     return str(p.out / "bench")
 
 
+def _sampler_lines(arts: dict) -> list[str]:
+    """The recommended sampler's update rule (`sampler_defaults` of the first converted pipeline)."""
+    from edgediff.workflow.app_guide import UPDATES
+
+    done = [v for v in arts.values() if not v.startswith("skipped")]
+    if not done:
+        return []
+    d = pipeline_manifest.read(done[0])["sampler_defaults"]
+    rule = UPDATES.get(d["sampler"], "see edgediff/sampling/samplers.py")
+    gamma = f"; γ = {d.get('gamma', 0.3)}" if d["sampler"] == "tcd" else ""
+    return ["", f"Recommended sampler: {d['sampler']} × {d['steps']} steps, guidance {d.get('guidance', 1.0)}; "
+            f"per step: {rule}{gamma}."]
+
+
 def _readme(p, arts: dict, grids: dict, prompts) -> str:
     name = Path(p.deploy).resolve().name
     lines = [f"# edgediff pipeline: {name} (text-to-image)", "", f"Source: `{p.deploy}`.", "",
@@ -135,7 +149,7 @@ def _readme(p, arts: dict, grids: dict, prompts) -> str:
               "(`precond`: VP for a diffusers folder, EDM for edgediff's own text model), classifier-free "
               "guidance or the guidance embedding (`guidance_embed`), and the latents "
               "÷ `scaling_factor` before the decoder. `edgediff.load(path).generate(prompt=...)` is the reference "
-              "host loop.", ""]
+              "host loop.", *_sampler_lines(arts), ""]
     path = p.out / "README.md"
     write_text(path, "\n".join(lines))
     return str(path)
