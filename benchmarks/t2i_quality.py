@@ -23,6 +23,7 @@ from collections import Counter
 import numpy as np
 
 import edgediff
+from edgediff.errors import EdgediffError
 from edgediff.measure import quality_emoji
 from edgediff.measure.report import markdown_table, write_json
 
@@ -52,6 +53,13 @@ def main(argv=None) -> int:
     p.add_argument("--json", default="t2i_quality.json")
     p.add_argument("--threads", type=int, help="inference threads of every target (default: the runtime's own)")
     a = p.parse_args(argv)
+    try:
+        return _run(a)
+    except EdgediffError as e:  # a bad target or sampler setting: one line, exit 1, nothing written
+        raise SystemExit(f"t2i_quality.py: {e}") from None
+
+
+def _run(a) -> int:
     prompts = quality_emoji.heldout_prompts(a.n)
     rows, body = [], []
     for target in a.targets:

@@ -36,6 +36,13 @@ UPDATES = {
 }
 
 
+def update_rule(sampler_defaults: dict) -> str:
+    """The recommended sampler's update per step, with its γ when it is tcd."""
+    sampler = sampler_defaults.get("sampler", "dpmpp_2m")
+    rule = UPDATES.get(sampler, "see edgediff/sampling/samplers.py")
+    return rule + (f"; γ = {sampler_defaults.get('gamma', 0.3)}" if sampler == "tcd" else "")
+
+
 def in_an_app(art: Artifact) -> list[str]:
     """Markdown lines: inputs, formulas, the σ schedule with every coefficient, the update rule, the notebook."""
     p = Preconditioning.from_dict(art.precond)
@@ -55,8 +62,7 @@ def in_an_app(art: Artifact) -> list[str]:
              *[f"  - {f}" for f in FORMULAS[p.kind if p.kind != "vp" else f"vp-{p.prediction}"]],
              f"- recommended sampler: {sampler} × {steps} steps, guidance {d.get('guidance', 1.0)}; start from "
              f"x = σ_0·z, z ~ N(0, 1) of shape {list(art.spec['x'][0])}",
-             f"- update per step: {UPDATES.get(sampler, 'see edgediff/sampling/samplers.py')}"
-             + (f"; γ = {d.get('gamma', 0.3)}" if sampler == "tcd" else ""), "",
+             f"- update per step: {update_rule(d)}", "",
              "| step i | σ_i | c_in | t = c_noise | c_skip | c_out |", "|---|---|---|---|---|---|"]
     for i, s in enumerate(sigmas[:-1]):
         lines.append(f"| {i} | {s:.6g} | {p.c_in(s):.6g} | {p.c_noise(s):.6g} | {p.c_skip(s):.6g} | "

@@ -108,16 +108,14 @@ def _bench(p, arts: dict, progress: bool) -> str:
 
 def _sampler_lines(arts: dict) -> list[str]:
     """The recommended sampler's update rule (`sampler_defaults` of the first converted pipeline)."""
-    from edgediff.workflow.app_guide import UPDATES
+    from edgediff.workflow.app_guide import update_rule
 
     done = [v for v in arts.values() if not v.startswith("skipped")]
     if not done:
         return []
     d = pipeline_manifest.read(done[0])["sampler_defaults"]
-    rule = UPDATES.get(d["sampler"], "see edgediff/sampling/samplers.py")
-    gamma = f"; γ = {d.get('gamma', 0.3)}" if d["sampler"] == "tcd" else ""
     return ["", f"Recommended sampler: {d['sampler']} × {d['steps']} steps, guidance {d.get('guidance', 1.0)}; "
-            f"per step: {rule}{gamma}."]
+            f"per step: {update_rule(d)}."]
 
 
 def _readme(p, arts: dict, grids: dict, prompts) -> str:
