@@ -27,6 +27,7 @@ SIZES = {  # name: (unet, text encoder, vae, scheduler) files in sd_configs/
 }
 TAESD = "taesd"
 PROMPT = "a photo of an astronaut riding a horse on mars"
+GUIDANCE = {1: 1.0, 4: 1.0, 20: 7.5}  # per-image steps → guidance (20 steps with classifier-free guidance)
 TIMESTEP = 500.0  # the UNet's timestep in the shared per-call inputs (mid-schedule)
 COMPONENTS = ("text_encoder", "unet", "vae_decoder", "taesd_decoder")
 

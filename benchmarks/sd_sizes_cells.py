@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 
 import sd_sizes_build as sdb
-from sd_sizes_timing import measure_call, peak_rss_gb, report, time_call
+from sd_sizes_timing import measure_call, peak_rss_gb, report, time_image
 
 TORCH_BASELINES = ("eager", "compile")
-GUIDANCE = {1: 1.0, 4: 1.0, 20: 7.5}  # steps → guidance (20 steps with classifier-free guidance)
 
 
 def run_build(cell: dict) -> dict:
@@ -131,11 +130,8 @@ def edgediff_pipeline(cell: dict):
 def run_image(cell: dict) -> dict:
     """Seconds per image at `steps` (text encoder + UNet steps + decoder), min of medians within the budget."""
     draw = diffusers_pipeline(cell) if cell["backend"] in TORCH_BASELINES else edgediff_pipeline(cell)
-    steps = cell["steps"]
-    timing = time_call(lambda: draw(steps, GUIDANCE[steps]), budget_s=cell["budget"], max_iters=5)
-    return {"s": round(timing["ms"] / 1e3, 3), "first_s": round(timing["first_ms"] / 1e3, 2),
-            "iters": timing["iters"], "repeats": timing["repeats"], "guidance": GUIDANCE[steps],
-            "peak_rss_gb": peak_rss_gb()}
+    steps, guidance = cell["steps"], sdb.GUIDANCE[cell["steps"]]
+    return {**time_image(lambda: draw(steps, guidance), steps=steps, budget_s=cell["budget"]), "guidance": guidance}
 
 
 KINDS = {"build": run_build, "convert": run_convert, "call": run_call, "image": run_image}

@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 import sd_sizes_build as sdb
-from sd_sizes_timing import dir_bytes, measure_call, peak_rss_gb, report, time_call
+from sd_sizes_timing import dir_bytes, measure_call, peak_rss_gb, report, time_image
 
 PROMPTS = ("a red apple on a wooden table", "a photo of a cat sleeping on a sofa", "a lighthouse on a cliff at dusk",
            "a bowl of ramen, studio lighting", "an astronaut riding a horse on mars", "a watercolor of a fox in snow",
            "a city street at night in the rain", "a vintage car parked by the sea")  # hybrid int8 calibration
-GUIDANCE = {1: 1.0, 4: 1.0, 20: 7.5}
 INPUT_NAMES = {"text_encoder": ("input_ids",), "unet": ("sample", "timestep", "encoder_hidden_states"),
                "vae_decoder": ("latent_sample",)}
 
@@ -100,15 +99,13 @@ def run_image(cell: dict) -> dict:
     import torch
 
     steps = cell["steps"]
-    guidance = GUIDANCE[steps]
+    guidance = sdb.GUIDANCE[steps]
     pipe = load(cell, unet_batch=None if guidance > 1.0 else 1)
 
     def draw():
         return pipe(sdb.PROMPT, num_inference_steps=steps, guidance_scale=guidance, height=cell["res"],
                     width=cell["res"], generator=torch.Generator().manual_seed(0), output_type="np").images
-    timing = time_call(draw, budget_s=cell["budget"], max_iters=5)
-    return {"s": round(timing["ms"] / 1e3, 3), "first_s": round(timing["first_ms"] / 1e3, 2),
-            "iters": timing["iters"], "repeats": timing["repeats"], "guidance": guidance, "peak_rss_gb": peak_rss_gb()}
+    return {**time_image(draw, steps=steps, budget_s=cell["budget"]), "guidance": guidance}
 
 
 KINDS = {"convert": run_convert, "call": run_call, "image": run_image}

@@ -14,12 +14,12 @@ from pathlib import Path
 RESULT = "SD_SIZES_RESULT "  # the worker's last stdout line: this prefix + the cell's JSON result
 
 
-def time_call(fn, *, budget_s: float = 60.0, max_iters: int = 20) -> dict:
+def time_call(fn, *, budget_s: float = 60.0, max_iters: int = 20, min_iters: int = 3) -> dict:
     """ms per call: a timed warm-up call, then the min of up to 3 medians, sized to take about `budget_s`."""
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
-    iters = max(3, min(max_iters, int(budget_s / (3 * max(first, 1e-4)))))
+    iters = max(min_iters, min(max_iters, int(budget_s / (3 * max(first, 1e-4)))))
     repeats = 3 if 3 * iters * first <= 1.5 * budget_s else 1
     medians = []
     for _ in range(repeats):
@@ -32,6 +32,14 @@ def time_call(fn, *, budget_s: float = 60.0, max_iters: int = 20) -> dict:
         mid = len(samples) // 2
         medians.append(samples[mid] if len(samples) % 2 else (samples[mid - 1] + samples[mid]) / 2)
     return {"ms": round(min(medians), 3), "first_ms": round(first * 1e3, 1), "iters": iters, "repeats": repeats}
+
+
+def time_image(draw, *, steps: int, budget_s: float) -> dict:
+    """Seconds per image from `time_call` (at most 5 timed images, at least 3; a 20-step image, 40 UNet calls
+    with guidance, at least 1, since one image already averages over its 40 UNet calls)."""
+    timing = time_call(draw, budget_s=budget_s, max_iters=5, min_iters=1 if steps >= 20 else 3)
+    return {"s": round(timing["ms"] / 1e3, 3), "first_s": round(timing["first_ms"] / 1e3, 2),
+            "iters": timing["iters"], "repeats": timing["repeats"], "peak_rss_gb": peak_rss_gb()}
 
 
 def peak_rss_gb() -> float:
