@@ -59,10 +59,11 @@ def evaluate_emoji(samples: np.ndarray, prompts=None, *,
     """Score generated emoji [N,3,64,64] in [-1,1] drawn from `prompts` (one per sample, one for all, or None)."""
     m = metric if isinstance(metric, quality.Metric) else load_metric(metric)
     x = quality._check_images(samples, m.image_shape)
+    n = len(x)
+    want = _prompt_labels(prompts, n)  # bad prompts fail before the reference features are computed
     ref = _reference(m)
-    feats, probs, n = m.features(x), m.probs(x), len(x)
+    feats, probs = m.features(x), m.probs(x)
     floor_fid, floor_kid = _floor(m, n)
-    want = _prompt_labels(prompts, n)
     known = want >= 0
     alignment = float(np.mean(probs.argmax(1)[known] == want[known])) if known.any() else None
     train_px, held_nn = _pixels(m)
