@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 CONFIGS = Path(__file__).resolve().parent / "sd_configs"
-# Each folder carries its published scheduler (PNDM for SD 1.x; edgediff samples PNDM's step grid with
-# DPM-Solver++(2M), diffusers and optimum-intel with PNDM itself, which changes no component's cost). sd21-base pairs
+# Each folder carries its published scheduler (PNDM for SD 1.x). edgediff samples its step grid with
+# DPM-Solver++(2M); per-image timings give diffusers and optimum-intel the same sampler (`same_sampler`), since PNDM
+# makes N + 1 UNet calls for N steps (5 at 4 steps, 21 at 20) where DPM-Solver++(2M) makes N. sd21-base pairs
 # the 2.1-base UNet with 2.1's v-prediction DDIM so the v path is exercised (sd_configs/README.md).
 SIZES = {  # name: (unet, text encoder, vae, scheduler) files in sd_configs/
     "sd15": ("sd15_unet", "sd15_text_encoder", "sd15_vae", "sd15_scheduler"),
@@ -30,6 +31,15 @@ PROMPT = "a photo of an astronaut riding a horse on mars"
 GUIDANCE = {1: 1.0, 4: 1.0, 20: 7.5}  # per-image steps → guidance (20 steps with classifier-free guidance)
 TIMESTEP = 500.0  # the UNet's timestep in the shared per-call inputs (mid-schedule)
 COMPONENTS = ("text_encoder", "unet", "vae_decoder", "taesd_decoder")
+
+
+def same_sampler(pipe) -> None:
+    """Give a diffusers-style pipeline DPM-Solver++(2M) built from its own scheduler config, the sampler edgediff
+    runs, so every runner's image costs the same number of UNet calls (Lu et al. 2022, DPM-Solver++)."""
+    import diffusers
+
+    pipe.scheduler = diffusers.DPMSolverMultistepScheduler.from_config(pipe.scheduler.config,
+                                                                       algorithm_type="dpmsolver++", solver_order=2)
 
 
 def config(name: str) -> dict:

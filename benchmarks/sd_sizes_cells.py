@@ -99,7 +99,8 @@ def run_call(cell: dict) -> dict:
 
 
 def diffusers_pipeline(cell: dict):
-    """diffusers' StableDiffusionPipeline on the folder (TAESD vae, compiled UNet when asked): (steps, w) → image."""
+    """diffusers' StableDiffusionPipeline on the folder (TAESD vae, compiled UNet when asked; edgediff's sampler):
+    (steps, w) → image."""
     import diffusers
     import torch
 
@@ -110,6 +111,7 @@ def diffusers_pipeline(cell: dict):
         pipe.vae = diffusers.AutoencoderTiny.from_pretrained(cell["taesd"], use_safetensors=True)
     if cell["backend"] == "compile":
         pipe.unet = torch.compile(pipe.unet)
+    sdb.same_sampler(pipe)
     pipe.set_progress_bar_config(disable=True)
 
     def draw(steps: int, guidance: float):

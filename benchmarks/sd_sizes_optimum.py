@@ -6,7 +6,8 @@
 `convert`: OVStableDiffusionPipeline export of the same saved folder (fp32, or its hybrid int8:
 OVWeightQuantizationConfig(bits=8, quant_method="hybrid") calibrated on the local PROMPTS — no downloads), then its
 static `reshape(batch_size=1, height, width, num_images_per_prompt=1)` and `save_pretrained`. `call`: one exported
-component's compiled request on the shared inputs. `image`: the pipeline's own `__call__`. Inference is asked for
+component's compiled request on the shared inputs. `image`: the pipeline's own `__call__` with DPM-Solver++(2M),
+edgediff's sampler (`sd_sizes_build.same_sampler`). Inference is asked for
 f32 (INFERENCE_PRECISION_HINT), as edgediff's OpenVINO fp32/int8 artifacts are, so bf16 does not flatter either side.
 
 optimum's reshape assumes classifier-free guidance (a batch-2 UNet); runs without guidance (1 and 4 steps) and the
@@ -101,6 +102,7 @@ def run_image(cell: dict) -> dict:
     steps = cell["steps"]
     guidance = sdb.GUIDANCE[steps]
     pipe = load(cell, unet_batch=None if guidance > 1.0 else 1)
+    sdb.same_sampler(pipe)  # N UNet calls for N steps, as edgediff's (the folder's PNDM makes N + 1)
 
     def draw():
         return pipe(sdb.PROMPT, num_inference_steps=steps, guidance_scale=guidance, height=cell["res"],
